@@ -1,240 +1,238 @@
-"""Anthropic Messages request bytes -> canonical ``Request`` (the inbound edge of ``POST /v1/messages``).
+"""Canonical ``Request`` -> Anthropic Messages request bytes (the upstream edge for anthropic providers reached
+through translation: OpenAI-dialect clients on Claude).
 
-Validation errors become ``InvalidRequest`` carrying the JSON path of the offending value, so the client sees e.g.
-``messages.2.content.0.tool_use_id: Object missing required field``.
+Everything the Anthropic API is known to reject is repaired here, each citing its failure mode: empty text blocks
+(F36), more than four cache breakpoints (F38), duplicate or empty tool names (F19), forced tool choice together with
+thinking (F21), thinking budgets under 1,024 or not below ``max_tokens`` (F29), ``temperature`` with ``top_p``
+(F32), and thinking signatures from any other provider (F25: only Anthropic's own go back, byte-exact and in order).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import msgspec
 
-from fastgw.canon.request import (
-    ContentPart,
-    Document,
-    Image,
-    Message,
-    Opaque,
-    Part,
-    Reasoning,
-    Request,
-    Text,
-    Thinking,
-    Tool,
-    ToolCall,
-    ToolChoice,
-    ToolResult,
-)
-from fastgw.codecs.anthropic import wire
-from fastgw.errors import InvalidRequest
+from fastgw.canon import history, signature
+from fastgw.canon.request import Document, Image, Message, Opaque, Part, Request, Text, Thinking, ToolCall, ToolResult
+from fastgw.catalog import ModelInfo, pick_effort
+from fastgw.codecs import naming
+from fastgw.codecs.common import Encoded
 
-DIALECT = "anthropic"
-_request_decoder = msgspec.json.Decoder(wire.MessagesRequest)
-_raw_request_decoder = msgspec.json.Decoder(wire.RawMessagesRequest)
-_peek_decoder = msgspec.json.Decoder(wire.Peek)
-_kind_decoder = msgspec.json.Decoder(wire.Kind)
+_encoder = msgspec.json.Encoder()
+MAX_BREAKPOINTS = 4
+MIN_BUDGET = 1024
+DEFAULT_MAX_TOKENS = 8192
 
 
-def invalid(error: msgspec.DecodeError, prefix: str = "$") -> InvalidRequest:
-    """Turn a msgspec error into ``InvalidRequest`` whose ``param`` is the JSON path below ``prefix``."""
-    text = str(error)
-    message, sep, path = text.rpartition(" - at `")
-    if not sep:
-        message, path = text, "$"
-    full = prefix + path.rstrip("`")[1:]
-    param = full[2:] if full.startswith("$.") else None
-    return InvalidRequest(f"{param}: {message}" if param else f"invalid request body: {message}", param=param)
-
-
-def peek(body: bytes) -> wire.Peek:
-    """Decode only ``model`` and ``stream``.
-
-    Raises:
-        InvalidRequest: the body is not JSON or lacks a string ``model``.
-    """
-    try:
-        return _peek_decoder.decode(body)
-    except msgspec.DecodeError as error:
-        raise invalid(error) from None
-
-
-def to_canon(body: bytes, *, count_only: bool = False) -> Request:
-    """Decode a Messages request body into canonical form.
+def from_canon(
+    request: Request, model: str, info: ModelInfo, input_estimate: int, efforts: Mapping[str, str] | None = None
+) -> Encoded:
+    """Encode ``request`` for the Anthropic Messages API serving ``model``.
 
     Args:
-        body: the raw JSON body.
-        count_only: decoding a ``count_tokens`` body, where ``max_tokens`` is not required.
-
-    Raises:
-        InvalidRequest: malformed JSON, a missing or mistyped field (with its JSON path).
+        request: the canonical request.
+        model: the upstream model name.
+        info: what that model accepts.
+        input_estimate: unused by Anthropic (it reports real input tokens); kept for the codec interface.
+        efforts: the route's client-effort -> upstream-effort overrides.
     """
-    wire_request: wire.MessagesRequest
-    try:
-        wire_request = _request_decoder.decode(body)
-    except msgspec.ValidationError:
-        # An unknown block type (or a real error): decode blocks one by one, keeping unknown ones as Opaque.
+    names = naming.ToolNames([], 128)
+    if any(not t.name for t in request.tools):  # F19: an empty name gets a placeholder, both ways
+        names.to_upstream[""] = naming.EMPTY_NAME
+        names.to_client[naming.EMPTY_NAME] = ""
+    body: dict[str, Any] = {"model": model}
+    max_tokens = request.max_tokens or info.max_output or DEFAULT_MAX_TOKENS
+    if info.max_output is not None:
+        max_tokens = min(max_tokens, info.max_output)
+    body["max_tokens"] = max_tokens
+    system = [_text(t) for t in request.system if t.text.strip()]
+    if system:
+        body["system"] = system
+    body["messages"] = [_message(m, names) for m in history.repair(request.messages)]
+    if request.tools:
+        tools: dict[str, Any] = {}
+        for t in request.tools:  # F19: Anthropic rejects duplicate names; the first definition wins
+            tools.setdefault(t.name, _tool(t.name, t.description, t.schema, t.cache, names))
+        body["tools"] = list(tools.values())
+    if not request.tools:
+        _stub_replayed_tools(body)
+    thinking = _thinking(request, info, max_tokens, efforts or {}, body)
+    choice = request.tool_choice
+    if choice is not None and request.tools:
+        mode = choice.mode
+        named = mode == "tool" and any(t.name == choice.name for t in request.tools)
+        if thinking and mode in ("any", "tool"):  # F21: thinking cannot be combined with a forced tool
+            mode, named = "auto", False
+        out: dict[str, Any] = {"type": "tool" if named else ("auto" if mode == "tool" else mode)}
+        if named:
+            out["name"] = names.upstream(choice.name or "")
+        if not choice.parallel and out["type"] != "none":
+            out["disable_parallel_tool_use"] = True
+        body["tool_choice"] = out
+    if request.stop:
+        body["stop_sequences"] = request.stop
+    if not thinking:  # extended thinking requires the default temperature
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        elif request.top_p is not None:  # F32: Claude 4.5+ refuses temperature together with top_p
+            body["top_p"] = request.top_p
+        if request.top_k is not None:
+            body["top_k"] = request.top_k
+    if request.user:
+        body["metadata"] = {"user_id": request.user}
+    if request.response_format is not None:
+        body.setdefault("output_config", {})["format"] = {"type": "json_schema", "schema": request.response_format}
+    if request.stream:
+        body["stream"] = True
+    _limit_breakpoints(body)
+    return Encoded(_encoder.encode(body), names)
+
+
+def _stub_replayed_tools(body: dict[str, Any]) -> None:
+    """A history with tool calls but no tools (Codex's compaction request sends ``tools: []``) is refused by
+    Anthropic ("Requests which include tool_use or tool_result blocks must define tools"). Declare each replayed
+    tool with an open schema and forbid calling any of them: the conversation stays intact, nothing new can run."""
+    used: dict[str, None] = {}
+    for message in body["messages"]:
+        for block in message["content"]:
+            if isinstance(block, dict) and block.get("type") == "tool_use":
+                used[block["name"]] = None
+    if used:
+        body["tools"] = [
+            {"name": name, "description": "Used earlier in this conversation.", "input_schema": {"type": "object"}}
+            for name in used
+        ]
+        body["tool_choice"] = {"type": "none"}
+
+
+def _thinking(
+    request: Request, info: ModelInfo, max_tokens: int, efforts: Mapping[str, str], body: dict[str, Any]
+) -> bool:
+    reasoning = request.reasoning
+    if reasoning is None or not info.efforts:
+        return False
+    if not reasoning.enabled:
+        body["thinking"] = {"type": "disabled"}
+        return False
+    if reasoning.budget is not None:
+        # F29: the API wants 1,024 <= budget < max_tokens.
+        budget = max(reasoning.budget, MIN_BUDGET)
+        if budget >= max_tokens:
+            if max_tokens <= MIN_BUDGET:
+                return False
+            budget = max_tokens - 1
+        body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+        return True
+    if reasoning.thinking:
+        body["thinking"] = {"type": "adaptive"}
+    if reasoning.effort:
+        wanted = efforts.get(reasoning.effort) or pick_effort(reasoning.effort, info.efforts)
+        if wanted:
+            body["output_config"] = {"effort": wanted}
+    return reasoning.thinking
+
+
+def _text(part: Text) -> dict[str, Any]:
+    block: dict[str, Any] = {"type": "text", "text": part.text}
+    if part.cache is not None:
+        block["cache_control"] = part.cache
+    return block
+
+
+def _tool(
+    name: str, description: str | None, schema: msgspec.Raw, cache: msgspec.Raw | None, names: naming.ToolNames
+) -> Any:
+    tool: dict[str, Any] = {"name": names.to_upstream.get(name, name)}
+    if description is not None:
+        tool["description"] = description
+    tool["input_schema"] = schema
+    if cache is not None:
+        tool["cache_control"] = cache
+    return tool
+
+
+def _message(message: Message, names: naming.ToolNames) -> dict[str, Any]:
+    blocks = [b for part in message.parts if (b := _block(part, names)) is not None]
+    return {"role": message.role, "content": blocks or [{"type": "text", "text": "(empty)"}]}
+
+
+def _block(part: Part, names: naming.ToolNames) -> Any:
+    match part:
+        case Text():
+            return _text(part)
+        case Image() | Document():
+            return _media(part)
+        case ToolCall():
+            name = names.to_upstream.get(part.name, part.name)
+            return {"type": "tool_use", "id": part.id, "name": name, "input": _object(part.arguments)}
+        case ToolResult():
+            block: dict[str, Any] = {"type": "tool_result", "tool_use_id": part.call_id}
+            content = [
+                _text(c) if isinstance(c, Text) else _media(c)
+                for c in part.content
+                if not isinstance(c, Text) or c.text
+            ]
+            if content:
+                block["content"] = content
+            if part.is_error:
+                block["is_error"] = True
+            if part.cache is not None:
+                block["cache_control"] = part.cache
+            return block
+        case Thinking():
+            # F25: only Anthropic's own signatures (no gateway prefix) are valid here, byte-exact.
+            if part.redacted is not None:
+                return {"type": "redacted_thinking", "data": part.redacted}
+            if part.signature and signature.family_of(part.signature) == "anthropic":
+                return {"type": "thinking", "thinking": part.text, "signature": part.signature}
+            return None
+        case Opaque(dialect="anthropic"):
+            return part.raw
+    return None
+
+
+def _media(part: Image | Document) -> dict[str, Any]:
+    kind = "image" if isinstance(part, Image) else "document"
+    if part.url is not None:
+        source: dict[str, Any] = {"type": "url", "url": part.url}
+    elif isinstance(part, Document) and part.text is not None:
+        source = {"type": "text", "media_type": part.media_type or "text/plain", "data": part.text}
+    else:
+        source = {"type": "base64", "media_type": part.media_type, "data": part.data}
+    block: dict[str, Any] = {"type": kind, "source": source}
+    if isinstance(part, Document) and part.title:
+        block["title"] = part.title
+    if part.cache is not None:
+        block["cache_control"] = part.cache
+    return block
+
+
+def _object(arguments: str) -> msgspec.Raw:
+    """Tool input must be a JSON object; arguments that are not one become ``{}`` rather than a 400."""
+    text = arguments.strip()
+    if text.startswith("{"):
         try:
-            wire_request = _raw_request_decoder.decode(body)
-        except msgspec.DecodeError as error:
-            raise invalid(error) from None
-    except msgspec.DecodeError as error:
-        raise invalid(error) from None
-    if wire_request.max_tokens is None and not count_only:
-        raise InvalidRequest("max_tokens: Field required", param="max_tokens")
-    if wire_request.max_tokens is not None and wire_request.max_tokens < 1:
-        raise InvalidRequest("max_tokens: must be greater than or equal to 1", param="max_tokens")
-
-    system = _system(wire_request.system)
-    messages: list[Message] = []
-    for i, message in enumerate(wire_request.messages):
-        parts = _parts(message.content, f"$.messages[{i}].content")
-        if message.role == "system":
-            # Claude Code sends role:"system" turns; every target wants system text first.
-            system.extend(p for p in parts if isinstance(p, Text))
-        else:
-            messages.append(Message(role=message.role, parts=parts))
-
-    return Request(
-        model=wire_request.model,
-        system=system,
-        messages=messages,
-        tools=[_tool(t) for t in wire_request.tools or () if t.input_schema or not t.type],
-        tool_choice=_tool_choice(wire_request.tool_choice),
-        max_tokens=wire_request.max_tokens,
-        temperature=wire_request.temperature,
-        top_p=wire_request.top_p,
-        top_k=wire_request.top_k,
-        stop=wire_request.stop_sequences or [],
-        stream=wire_request.stream,
-        reasoning=_reasoning(wire_request.thinking, wire_request.output_config),
-        user=wire_request.metadata.user_id if wire_request.metadata else None,
-        response_format=_format(wire_request.output_config),
-    )
+            if isinstance(msgspec.json.decode(text), dict):
+                return msgspec.Raw(text.encode())
+        except msgspec.DecodeError:
+            pass
+    return msgspec.Raw(b"{}")
 
 
-def _system(system: str | list[wire.TextBlock] | None) -> list[Text]:
-    if system is None:
-        return []
-    if isinstance(system, str):
-        return [Text(text=system)] if system else []
-    return [Text(text=b.text, cache=b.cache_control or None) for b in system]
-
-
-def _parts(content: str | list[wire.TypedBlock] | list[msgspec.Raw], path: str) -> list[Part]:
-    if isinstance(content, str):
-        return [Text(text=content)]
-    return [_part(block, f"{path}[{j}]") for j, block in enumerate(content)]
-
-
-def _block(raw: msgspec.Raw, path: str) -> wire.Block | None:
-    try:
-        kind = _kind_decoder.decode(raw).type
-        decoder = wire.BLOCK_DECODERS.get(kind)
-        return None if decoder is None else decoder.decode(raw)
-    except msgspec.DecodeError as error:
-        raise invalid(error, path) from None
-
-
-def _part(item: wire.TypedBlock | msgspec.Raw, path: str) -> Part:
-    block = _block(item, path) if isinstance(item, msgspec.Raw) else item
-    match block:
-        case wire.TextBlock():
-            return Text(text=block.text, cache=block.cache_control or None)
-        case wire.ImageBlock() | wire.DocumentBlock():
-            return _media(block, path)
-        case wire.ToolUseBlock():
-            return ToolCall(id=block.id, name=block.name, arguments=bytes(block.input).decode())
-        case wire.ToolResultBlock() | wire.TypedToolResultBlock():
-            return ToolResult(
-                call_id=block.tool_use_id,
-                content=_result_content(block.content, f"{path}.content"),
-                is_error=bool(block.is_error),
-                cache=block.cache_control or None,
-            )
-        case wire.ThinkingBlock():
-            return Thinking(text=block.thinking, signature=block.signature or None)
-        case wire.RedactedThinkingBlock():
-            return Thinking(redacted=block.data)
-        case None:
-            assert isinstance(item, msgspec.Raw)
-            return Opaque(dialect=DIALECT, raw=item)
-    raise AssertionError(block)  # pragma: no cover - the match is exhaustive
-
-
-def _media(block: wire.ImageBlock | wire.DocumentBlock, path: str) -> ContentPart:
-    source = block.source
-    if isinstance(source, wire.FileSource):
-        raise InvalidRequest(
-            f"{path[2:]}.source: file sources are not supported by this gateway; send base64 or url",
-            param=f"{path[2:]}.source",
-        )
-    if isinstance(block, wire.ImageBlock):
-        if isinstance(source, wire.Base64Source):
-            return Image(media_type=source.media_type, data=source.data, cache=block.cache_control or None)
-        assert isinstance(source, wire.URLSource)
-        return Image(url=source.url, cache=block.cache_control or None)
-    match source:
-        case wire.Base64Source():
-            return Document(
-                media_type=source.media_type, data=source.data, title=block.title, cache=block.cache_control or None
-            )
-        case wire.URLSource():
-            return Document(url=source.url, title=block.title, cache=block.cache_control or None)
-        case wire.TextSource():
-            return Document(
-                media_type=source.media_type, text=source.data, title=block.title, cache=block.cache_control or None
-            )
-    raise AssertionError(source)  # pragma: no cover
-
-
-def _result_content(
-    content: str | list[wire.TextBlock | wire.ImageBlock | wire.DocumentBlock] | list[msgspec.Raw], path: str
-) -> list[ContentPart]:
-    if isinstance(content, str):
-        return [Text(text=content)] if content else []
-    out: list[ContentPart] = []
-    for j, item in enumerate(content):
-        block = _block(item, f"{path}[{j}]") if isinstance(item, msgspec.Raw) else item
-        if isinstance(block, wire.TextBlock):
-            out.append(Text(text=block.text))
-        elif isinstance(block, wire.ImageBlock | wire.DocumentBlock):
-            out.append(_media(block, f"{path}[{j}]"))
-        else:
-            # e.g. Claude Code's tool_reference blocks: keep them visible to the model as their JSON.
-            out.append(Text(text=bytes(item).decode()))  # type: ignore[arg-type]
-    return out
-
-
-def _tool(tool: wire.ToolParam) -> Tool:
-    schema = tool.input_schema or msgspec.Raw(b'{"type":"object"}')
-    return Tool(
-        name=tool.name,
-        description=tool.description,
-        schema=schema,
-        strict=tool.strict,
-        cache=tool.cache_control or None,
-    )
-
-
-def _tool_choice(choice: wire.ToolChoiceParam | None) -> ToolChoice | None:
-    if choice is None:
-        return None
-    return ToolChoice(mode=choice.type, name=choice.name, parallel=not choice.disable_parallel_tool_use)
-
-
-def _reasoning(thinking: wire.ThinkingParam | None, output: wire.OutputConfig | None) -> Reasoning | None:
-    effort = output.effort if output else None
-    if thinking is None:
-        return Reasoning(effort=effort, thinking=False) if effort else None
-    if thinking.type == "disabled":
-        return Reasoning(enabled=False)
-    return Reasoning(
-        effort=effort,
-        budget=thinking.budget_tokens if thinking.type == "enabled" else None,
-        summary=thinking.display != "omitted",
-    )
-
-
-def _format(output: wire.OutputConfig | None) -> msgspec.Raw | None:
-    if output is None or output.format is None or not output.format.schema:
-        return None
-    return output.format.schema
+def _limit_breakpoints(body: dict[str, Any]) -> None:
+    """F38: at most four cache_control breakpoints; keep the last four (nearest the end of the prompt)."""
+    marked: list[dict[str, Any]] = []
+    for tool in body.get("tools", ()):
+        if "cache_control" in tool:
+            marked.append(tool)
+    for block in body.get("system", ()):
+        if "cache_control" in block:
+            marked.append(block)
+    for message in body["messages"]:
+        for block in message["content"]:
+            if isinstance(block, dict) and "cache_control" in block:
+                marked.append(block)
+    for block in marked[:-MAX_BREAKPOINTS] if len(marked) > MAX_BREAKPOINTS else ():
+        del block["cache_control"]
