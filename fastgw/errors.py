@@ -22,6 +22,9 @@ Messages never contain secrets: upstream bodies are reduced to their error messa
 from __future__ import annotations
 
 import enum
+import re
+
+import msgspec
 
 
 class ErrorCode(enum.StrEnum):
@@ -121,3 +124,37 @@ class UpstreamUnavailable(UpstreamError):
 
 class UpstreamProtocolError(UpstreamError):
     pass
+
+
+_INDEX = re.compile(r"\[(\d+)\]")
+_MISSING = re.compile(r"Object missing required field `(\w+)`")
+
+
+def decode_error_at(error: msgspec.MsgspecError) -> tuple[str, str]:
+    """msgspec's message and the JSON path it names, e.g. ``("Expected `str`, got `int`", "$.messages[0].role")``;
+    the path is ``$`` for an error at the root. The one parser of msgspec's error text."""
+    message, sep, path = str(error).rpartition(" - at `")
+    if not sep:
+        return str(error), "$"
+    return message, path.rstrip("`")
+
+
+def invalid(error: msgspec.MsgspecError, prefix: str = "$", *, dotted: bool = False) -> InvalidRequest:
+    """A request body's decode error as ``InvalidRequest`` whose ``param`` is the offending value's JSON path.
+
+    Args:
+        error: what msgspec raised.
+        prefix: where the decoded value sits in the whole body (``$.input[3]`` for one item decoded on its own).
+        dotted: OpenAI's path style (``messages.2.content``, pointing at a missing field itself) instead of
+            Anthropic's (``messages[2].content``).
+    """
+    message, path = decode_error_at(error)
+    full = prefix + path[1:]
+    if dotted:
+        param = _INDEX.sub(r".\1", full).removeprefix("$").removeprefix(".") or None
+        missing = _MISSING.fullmatch(message)
+        if missing:  # point at the missing field itself
+            param = f"{param}.{missing[1]}" if param else missing[1]
+    else:
+        param = full[2:] if full.startswith("$.") else None
+    return InvalidRequest(f"{param}: {message}" if param else f"invalid request body: {message}", param=param)

@@ -10,6 +10,7 @@ error event. Nothing here formats wire bytes itself.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 
@@ -23,7 +24,7 @@ from fastgw.canon.stream import Event, Finish, collect
 from fastgw.canon.tokens import count_request
 from fastgw.catalog import Catalog
 from fastgw.codecs import dialects, passthrough
-from fastgw.codecs.anthropic import request as anthropic_request
+from fastgw.codecs.anthropic import inbound as anthropic_request
 from fastgw.codecs.openai_responses import extension as responses_extension
 from fastgw.codecs.sse import SSEEvent, SSEParser
 from fastgw.config import Config
@@ -225,7 +226,7 @@ class _Tape:
 async def _raise_for_status(upstream: Upstream, response: httpx.Response) -> None:
     if response.status_code >= 400:
         body = await upstream.read(response)
-        raise classify(response.status_code, body, response.headers.get("retry-after"), upstream.name)
+        raise classify(response.status_code, body, response.headers, upstream.name, now=time.time()).error
 
 
 async def _relay(

@@ -10,7 +10,7 @@ import pytest
 from fastgw.canon import history
 from fastgw.catalog import Catalog, ModelInfo
 from fastgw.codecs import naming
-from fastgw.codecs.anthropic import request as anthropic_request
+from fastgw.codecs.anthropic import inbound as anthropic_request
 from fastgw.codecs.openai_chat import request as chat_request
 from fastgw.errors import InvalidRequest
 

@@ -32,7 +32,7 @@ from openai.types.responses import (
 from fastgw.canon import history, signature
 from fastgw.catalog import BUILTIN, Catalog, ModelInfo, effort_for, pick_effort
 from fastgw.codecs import naming
-from fastgw.codecs.anthropic import request as anthropic_request
+from fastgw.codecs.anthropic import inbound as anthropic_request
 from fastgw.codecs.openai_responses import request as responses_request
 from fastgw.config import from_mapping
 from fastgw.errors import InvalidRequest

@@ -13,10 +13,11 @@ import pytest
 from fastgw.canon.request import Reasoning, Request, Text, Tool, ToolChoice
 from fastgw.canon.stream import Failure, collect
 from fastgw.catalog import Catalog
-from fastgw.codecs.anthropic import request as anthropic_request
+from fastgw.codecs.anthropic import inbound as anthropic_request
+from fastgw.codecs.anthropic import request as upstream
 from fastgw.codecs.anthropic import response as anthropic_response
-from fastgw.codecs.anthropic import upstream
-from fastgw.codecs.anthropic.stream import StreamDecoder, StreamEncoder
+from fastgw.codecs.anthropic.render import StreamEncoder
+from fastgw.codecs.anthropic.stream import StreamDecoder
 from fastgw.codecs.sse import SSEParser
 from tests.conftest import fixture_records
 from tests.test_claude_code_fixtures import anthropic_events, final_message

@@ -502,7 +502,7 @@ def test_stream_contract_violations_raise(events: list[Event]) -> None:
     [
         (InvalidRequest("messages.0: bad", param="messages.0"), 400, "invalid_request_error", None),
         (AuthenticationFailed("no key"), 401, "authentication_error", "invalid_api_key"),
-        (NotFound("no model"), 404, "not_found_error", None),
+        (NotFound("no model"), 404, "invalid_request_error", None),  # as OpenAI answers (one OpenAI table)
         (RateLimited("slow down", retry_after="7"), 429, "rate_limit_error", "rate_limit_exceeded"),
         (UpstreamStatusError("busy", status=529, code=ErrorCode.OVERLOADED), 503, "server_error", "overloaded"),
         (UpstreamTimeout("slow"), 504, "server_error", "timeout"),

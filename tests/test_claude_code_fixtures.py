@@ -14,8 +14,8 @@ from openai.types.chat import completion_create_params
 from fastgw.canon.stream import collect
 from fastgw.catalog import Catalog
 from fastgw.codecs import naming
-from fastgw.codecs.anthropic import request as anthropic_request
-from fastgw.codecs.anthropic.stream import StreamEncoder
+from fastgw.codecs.anthropic import inbound as anthropic_request
+from fastgw.codecs.anthropic.render import StreamEncoder
 from fastgw.codecs.openai_chat import request as chat_request
 from fastgw.codecs.openai_chat.stream import StreamDecoder
 from fastgw.codecs.sse import SSEParser

@@ -11,7 +11,7 @@ from typing import Any
 
 from fastgw.catalog import Catalog
 from fastgw.codecs import naming
-from fastgw.codecs.anthropic import upstream
+from fastgw.codecs.anthropic import request as upstream
 from fastgw.codecs.openai_chat import inbound as chat_inbound
 from fastgw.codecs.openai_responses import inbound as responses_inbound
 from fastgw.codecs.openai_responses.extension import mint_thinking

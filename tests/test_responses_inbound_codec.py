@@ -16,7 +16,7 @@ from fastgw.canon.request import Document, Image, Reasoning, Request, Text, Thin
 from fastgw.canon.response import Response, Usage
 from fastgw.canon.stream import BlockStart, BlockStop, Delta, Event, Failure, Finish, Start
 from fastgw.catalog import Catalog
-from fastgw.codecs.anthropic import upstream
+from fastgw.codecs.anthropic import request as upstream
 from fastgw.codecs.anthropic.stream import StreamDecoder
 from fastgw.codecs.openai_responses import inbound
 from fastgw.codecs.openai_responses.extension import mint_thinking, read_thinking

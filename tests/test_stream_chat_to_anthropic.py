@@ -26,8 +26,8 @@ from fastgw.canon import signature
 from fastgw.canon.response import Usage
 from fastgw.canon.stream import Event, Failure, collect
 from fastgw.codecs import naming
-from fastgw.codecs.anthropic import response as anthropic_response
-from fastgw.codecs.anthropic.stream import StreamEncoder
+from fastgw.codecs.anthropic import render as anthropic_render
+from fastgw.codecs.anthropic.render import StreamEncoder
 from fastgw.codecs.openai_chat import response as chat_response
 from fastgw.codecs.openai_chat.stream import StreamDecoder
 from fastgw.codecs.sse import SSEParser
@@ -660,7 +660,7 @@ def test_f40_cached_tokens_are_subtracted_from_input_tokens(extra: dict[str, Any
     }
     resp = chat_response.to_canon(json.dumps(body).encode(), model=MODEL, names=NAMES, input_estimate=ESTIMATE)
     assert resp.usage == Usage(input_tokens=200, output_tokens=5, cache_read=800)
-    rendered = json.loads(anthropic_response.from_canon(resp))
+    rendered = json.loads(anthropic_render.from_canon(resp))
     assert rendered["usage"]["input_tokens"] == 200 and rendered["usage"]["cache_read_input_tokens"] == 800
 
 
@@ -946,7 +946,7 @@ def test_collected_stream_equals_the_non_stream_response(case: str) -> None:
     collected = collect(streamed.canon)
     direct = chat_response.to_canon(json.dumps(body).encode(), model=MODEL, names=NAMES, input_estimate=ESTIMATE)
     assert msgspec.to_builtins(collected) == msgspec.to_builtins(direct)
-    rendered = json.loads(anthropic_response.from_canon(direct))
+    rendered = json.loads(anthropic_render.from_canon(direct))
     assert rendered["content"] == streamed.message["content"]
     assert rendered["stop_reason"] == streamed.message["stop_reason"]
     assert rendered["usage"] == streamed.message["usage"]

@@ -24,9 +24,9 @@ from fastgw.canon.request import Thinking
 from fastgw.canon.stream import Failure, Finish, collect
 from fastgw.catalog import Catalog
 from fastgw.codecs import naming
-from fastgw.codecs.anthropic import request as anthropic_request
-from fastgw.codecs.anthropic import response as anthropic_response
-from fastgw.codecs.anthropic.stream import StreamEncoder
+from fastgw.codecs.anthropic import inbound as anthropic_request
+from fastgw.codecs.anthropic import render as anthropic_render
+from fastgw.codecs.anthropic.render import StreamEncoder
 from fastgw.codecs.openai_responses import request as responses_request
 from fastgw.codecs.openai_responses import response as responses_response
 from fastgw.codecs.openai_responses.stream import StreamDecoder
@@ -525,7 +525,7 @@ def test_f40_cached_tokens_subtracted_in_the_non_stream_path_too() -> None:
     s.message("msg_1", "ok")
     body = json.dumps(s.completed(usage(prompt=1000, output=5, cached=800)).final()).encode()
     resp = responses_response.to_canon(body, model=MODEL, names=NAMES, input_estimate=ESTIMATE)
-    rendered = json.loads(anthropic_response.from_canon(resp))
+    rendered = json.loads(anthropic_render.from_canon(resp))
     assert rendered["usage"]["input_tokens"] == 200 and rendered["usage"]["cache_read_input_tokens"] == 800
 
 
@@ -808,7 +808,7 @@ def test_collected_stream_equals_the_non_stream_response(case: str) -> None:
         json.dumps(stream.final()).encode(), model=MODEL, names=NAMES, input_estimate=ESTIMATE
     )
     assert msgspec.to_builtins(collected) == msgspec.to_builtins(direct)
-    rendered = json.loads(anthropic_response.from_canon(direct))
+    rendered = json.loads(anthropic_render.from_canon(direct))
     assert rendered["content"] == streamed.message["content"]
     assert rendered["stop_reason"] == streamed.message["stop_reason"]
     assert rendered["usage"] == streamed.message["usage"]
@@ -847,7 +847,7 @@ def test_non_stream_failed_and_incomplete_responses() -> None:
     with pytest.raises(GatewayError) as error:
         responses_response.to_canon(failed, model=MODEL, names=NAMES, input_estimate=1)
     assert error.value.status == 429
-    rendered = json.loads(anthropic_response.encode_error(error.value)[2])
+    rendered = json.loads(anthropic_render.encode_error(error.value)[2])
     assert rendered["error"]["type"] == "rate_limit_error"
 
 

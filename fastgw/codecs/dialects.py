@@ -14,11 +14,12 @@ from fastgw.canon.request import Request
 from fastgw.canon.response import Response
 from fastgw.canon.stream import Event
 from fastgw.catalog import ModelInfo
-from fastgw.codecs.anthropic import request as anthropic_request
+from fastgw.codecs.anthropic import inbound as anthropic_request
+from fastgw.codecs.anthropic import render as anthropic_render
+from fastgw.codecs.anthropic import request as anthropic_upstream
 from fastgw.codecs.anthropic import response as anthropic_response
-from fastgw.codecs.anthropic import upstream as anthropic_upstream
+from fastgw.codecs.anthropic.render import StreamEncoder as AnthropicStreamEncoder
 from fastgw.codecs.anthropic.stream import StreamDecoder as AnthropicStreamDecoder
-from fastgw.codecs.anthropic.stream import StreamEncoder as AnthropicStreamEncoder
 from fastgw.codecs.common import Encoded
 from fastgw.codecs.openai_chat import request as chat_request
 from fastgw.codecs.openai_chat import response as chat_response
@@ -116,10 +117,10 @@ class AnthropicInbound:
         return AnthropicStreamEncoder()
 
     def encode(self, response: Response, request: Request) -> bytes:
-        return anthropic_response.from_canon(response)
+        return anthropic_render.from_canon(response)
 
     def encode_error(self, error: GatewayError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        return anthropic_response.encode_error(error)
+        return anthropic_render.encode_error(error)
 
 
 UPSTREAM: dict[str, UpstreamCodec] = {

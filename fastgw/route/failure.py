@@ -1,19 +1,47 @@
-"""The one place that knows what an upstream failure means: status + error body -> the error the client sees.
+"""The verdict on an upstream failure before the first byte reached the client: the error the client would see,
+whether another key or target may succeed, and what to cool down for how long.
 
-Markers cite their provider. Later the same classification drives failover (retry another key, open a breaker);
-for now it decides the client-facing status and neutral code.
+``classify`` reads an error status and body; ``classify_transport`` a connect/first-byte failure. Neither raises:
+the pipeline decides from the verdict (fail, or move on). What each provider's markers mean lives in
+``fastgw.codecs.failures``, each marker citing its provider.
 """
 
 from __future__ import annotations
 
-import re
+import email.utils
+import enum
+from collections.abc import Mapping
 
 import msgspec
 
-from fastgw.errors import ErrorCode, UpstreamStatusError
+from fastgw.codecs.failures import SPEND_CAP_MARKERS, classify_code, redact
+from fastgw.errors import GatewayError, UpstreamError, UpstreamStatusError, UpstreamTimeout
 
-# Upstream messages sometimes echo credentials (OpenAI: "Incorrect API key provided: sk-ab***yz").
-_SECRET = re.compile(r"(?:sk-|sk_|key-|AIza|Bearer\s+)[A-Za-z0-9_\-\*\.]{4,}")
+
+class Cool(enum.StrEnum):
+    """What a failure says is unhealthy."""
+
+    NOTHING = "nothing"  # the request itself was at fault (400, 404, 413, 422)
+    KEY = "key"  # this provider key: rate limited, refused or out of money; other keys may work
+    TARGET = "target"  # the provider or model: overloaded, erroring, unreachable
+
+
+class Verdict(msgspec.Struct, frozen=True, kw_only=True):
+    """What to do about one failed upstream attempt.
+
+    Attributes:
+        error: what the client sees if nothing else is tried.
+        retryable: another key or target may succeed (never true for a fault of the request).
+        cool: what to take out of rotation.
+        cool_for: seconds, when the upstream said (``retry-after``, ``retry-after-ms``); None leaves it to backoff.
+        disable_key: no wait cures it (401/403, a spend cap): the key stays out until the config changes.
+    """
+
+    error: GatewayError
+    retryable: bool
+    cool: Cool = Cool.NOTHING
+    cool_for: float | None = None
+    disable_key: bool = False
 
 
 class _Detail(msgspec.Struct):
@@ -30,52 +58,40 @@ class _Body(msgspec.Struct):
 
 _body_decoder = msgspec.json.Decoder(_Body)
 
-_BY_STATUS: dict[int, tuple[ErrorCode, int]] = {
-    400: (ErrorCode.INVALID_REQUEST, 400),
-    401: (ErrorCode.AUTHENTICATION, 401),
-    403: (ErrorCode.PERMISSION, 403),
-    404: (ErrorCode.NOT_FOUND, 404),
-    413: (ErrorCode.TOO_LARGE, 413),
-    422: (ErrorCode.INVALID_REQUEST, 400),
-    429: (ErrorCode.RATE_LIMITED, 429),
-    503: (ErrorCode.OVERLOADED, 529),  # OpenAI "engine overloaded"; Anthropic clients back off on 529
-    504: (ErrorCode.TIMEOUT, 504),
-    529: (ErrorCode.OVERLOADED, 529),  # Anthropic overloaded_error
-}
 
-_BY_TYPE: dict[str, tuple[ErrorCode, int]] = {
-    "overloaded_error": (ErrorCode.OVERLOADED, 529),  # Anthropic, also in-stream
-    "rate_limit_error": (ErrorCode.RATE_LIMITED, 429),  # Anthropic
-    "rate_limit_exceeded": (ErrorCode.RATE_LIMITED, 429),  # OpenAI code
-    "insufficient_quota": (ErrorCode.RATE_LIMITED, 429),  # OpenAI type/code
-    "server_error": (ErrorCode.UPSTREAM, 500),  # OpenAI
-    "api_error": (ErrorCode.UPSTREAM, 500),  # Anthropic
-    "invalid_request_error": (ErrorCode.INVALID_REQUEST, 400),  # both
-    "context_length_exceeded": (ErrorCode.INVALID_REQUEST, 400),  # OpenAI code
-}
-
-
-def redact(text: str) -> str:
-    """Remove anything that looks like a credential from upstream-provided text."""
-    return _SECRET.sub("[redacted]", text)
+def retry_after(headers: Mapping[str, str], now: float) -> float | None:
+    """Seconds the upstream asked to wait: ``retry-after-ms`` (OpenAI), else ``retry-after`` as seconds or an HTTP
+    date (RFC 9110 10.2.3) relative to the wall clock ``now``; None when absent or unreadable."""
+    milliseconds = headers.get("retry-after-ms")
+    if milliseconds:
+        try:
+            return max(float(milliseconds) / 1000, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - now, 0.0)
 
 
-def classify_code(status: int | None, type_: str | None, code: str | None) -> tuple[ErrorCode, int]:
-    """Neutral code and client status for an upstream failure, from its HTTP status and/or error type/code."""
-    for marker in (code, type_):
-        if marker and marker in _BY_TYPE and status is None:
-            return _BY_TYPE[marker]
-    if status is not None:
-        if status in _BY_STATUS:
-            return _BY_STATUS[status]
-        if status >= 500:
-            return ErrorCode.UPSTREAM, 500 if status == 500 else 502
-        return ErrorCode.INVALID_REQUEST, 400
-    return ErrorCode.UPSTREAM, 500
+def classify(status: int, body: bytes, headers: Mapping[str, str], provider: str, *, now: float) -> Verdict:
+    """The verdict on an upstream answering ``status`` with ``body``, before any byte was relayed.
 
-
-def classify(status: int, body: bytes, retry_after: str | None, provider: str) -> UpstreamStatusError:
-    """The error the client sees for an upstream answering ``status`` with ``body`` before any byte was relayed."""
+    Args:
+        status: the upstream's HTTP status (>= 400).
+        body: its (small) error body; only the message is kept, redacted.
+        headers: its response headers (``retry-after``).
+        provider: the provider's name, for the message.
+        now: the wall clock, to read an HTTP-date ``retry-after``.
+    """
     message = type_ = code = None
     try:
         parsed = _body_decoder.decode(body)
@@ -90,9 +106,30 @@ def classify(status: int, body: bytes, retry_after: str | None, provider: str) -
         message = message or parsed.message
     neutral, client_status = classify_code(status, type_, code)
     text = redact(message) if message else body[:200].decode("utf-8", "replace").strip() or "no error message"
-    return UpstreamStatusError(
+    error = UpstreamStatusError(
         f"upstream {provider} returned HTTP {status}: {redact(text)}",
         code=neutral,
         status=client_status,
-        retry_after=retry_after,
+        retry_after=headers.get("retry-after"),
     )
+    wait = retry_after(headers, now)
+    if status in (401, 403):
+        return Verdict(error=error, retryable=True, cool=Cool.KEY, disable_key=True)
+    if status == 429 or status == 402:
+        spent = status == 402 or bool({type_, code} & SPEND_CAP_MARKERS)
+        return Verdict(error=error, retryable=True, cool=Cool.KEY, cool_for=wait, disable_key=spent)
+    if status >= 500 or status == 408:
+        return Verdict(error=error, retryable=True, cool=Cool.TARGET, cool_for=wait)
+    return Verdict(error=error, retryable=False)
+
+
+def classify_transport(error: UpstreamError) -> Verdict:
+    """The verdict on a transport failure before the response head: unreachable, reset, or no first byte in time."""
+    return Verdict(error=error, retryable=True, cool=Cool.TARGET)
+
+
+def verdict_on(error: GatewayError) -> Verdict:
+    """The verdict on any error an attempt raised before its first byte (transport failures retry elsewhere)."""
+    if isinstance(error, UpstreamTimeout | UpstreamError) and not isinstance(error, UpstreamStatusError):
+        return classify_transport(error)
+    return Verdict(error=error, retryable=False)

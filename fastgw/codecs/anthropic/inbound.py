@@ -1,7 +1,8 @@
-"""Anthropic Messages request bytes -> canonical ``Request`` (the inbound edge of ``POST /v1/messages``).
+"""Anthropic Messages clients (``POST /v1/messages``): request bytes -> canonical ``Request`` (rendering responses,
+streams and errors is ``render``'s job).
 
 Validation errors become ``InvalidRequest`` carrying the JSON path of the offending value, so the client sees e.g.
-``messages.2.content.0.tool_use_id: Object missing required field``.
+``messages[2].content[0]: Object missing required field `tool_use_id```.
 """
 
 from __future__ import annotations
@@ -25,24 +26,13 @@ from fastgw.canon.request import (
     ToolResult,
 )
 from fastgw.codecs.anthropic import wire
-from fastgw.errors import InvalidRequest
+from fastgw.errors import InvalidRequest, invalid
 
 DIALECT = "anthropic"
 _request_decoder = msgspec.json.Decoder(wire.MessagesRequest)
 _raw_request_decoder = msgspec.json.Decoder(wire.RawMessagesRequest)
 _peek_decoder = msgspec.json.Decoder(wire.Peek)
 _kind_decoder = msgspec.json.Decoder(wire.Kind)
-
-
-def invalid(error: msgspec.DecodeError, prefix: str = "$") -> InvalidRequest:
-    """Turn a msgspec error into ``InvalidRequest`` whose ``param`` is the JSON path below ``prefix``."""
-    text = str(error)
-    message, sep, path = text.rpartition(" - at `")
-    if not sep:
-        message, path = text, "$"
-    full = prefix + path.rstrip("`")[1:]
-    param = full[2:] if full.startswith("$.") else None
-    return InvalidRequest(f"{param}: {message}" if param else f"invalid request body: {message}", param=param)
 
 
 def peek(body: bytes) -> wire.Peek:

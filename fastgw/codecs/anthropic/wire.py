@@ -218,7 +218,57 @@ class ErrorBody(Struct, kw_only=True):
     request_id: str | None = None
 
 
-class UpstreamErrorBody(Struct):
-    """What we read from an Anthropic error body: only the message, never the raw text."""
+STOP_REASONS = frozenset({"end_turn", "max_tokens", "stop_sequence", "tool_use", "pause_turn", "refusal"})
 
+
+# What an Anthropic upstream answers, read leniently (only what translation uses; every field optional).
+
+
+class InUsage(Struct):
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+
+
+class InBlock(Struct):
+    type: str = ""
+    text: str | None = None
+    thinking: str | None = None
+    signature: str | None = None
+    data: str | None = None
+    id: str = ""
+    name: str = ""
+    input: Raw = Raw(b"{}")
+
+
+class InMessage(Struct):
+    """A complete ``message`` body, or the skeleton inside ``message_start``."""
+
+    id: str = ""
+    content: list[InBlock] = []
+    stop_reason: str | None = None
+    stop_sequence: str | None = None
+    usage: InUsage | None = None
+
+
+class InDelta(Struct):
+    type: str = ""
+    text: str | None = None
+    thinking: str | None = None
+    signature: str | None = None
+    partial_json: str | None = None
+    stop_reason: str | None = None
+    stop_sequence: str | None = None
+
+
+class InEvent(Struct):
+    """Any Anthropic stream event."""
+
+    type: str = ""
+    index: int | None = None
+    message: InMessage | None = None
+    content_block: InBlock | None = None
+    delta: InDelta | None = None
+    usage: InUsage | None = None
     error: ErrorDetail | None = None

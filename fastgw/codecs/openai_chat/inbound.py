@@ -10,31 +10,12 @@ Mappings worth knowing:
 - ``tool`` messages become ``ToolResult`` parts; consecutive ones (parallel results) share ONE user turn in call order
   and user messages that follow are appended to that turn (F11). One tool message is one result (F12).
 - ``stream_options.include_usage`` is kept in ``Request.extensions["openai-chat"]`` for the stream encoder.
-
-Error table (``ErrorCode`` -> OpenAI ``type``, ``code``); the status is the error's own, except that Anthropic's 529
-overload becomes 503, which OpenAI clients retry:
-
-=================  ==========================  ======================
-ErrorCode          type                        code
-=================  ==========================  ======================
-INVALID_REQUEST    invalid_request_error       null
-AUTHENTICATION     authentication_error        invalid_api_key
-PERMISSION         permission_error            null
-NOT_FOUND          not_found_error             null
-TOO_LARGE          invalid_request_error       request_too_large
-RATE_LIMITED       rate_limit_error            rate_limit_exceeded
-OVERLOADED         server_error (status 503)   overloaded
-TIMEOUT            server_error                timeout
-UPSTREAM           server_error                upstream_error
-INTERNAL           server_error                null
-=================  ==========================  ======================
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import re
 from typing import Literal
 
 import msgspec
@@ -56,14 +37,9 @@ from fastgw.canon.request import (
 )
 from fastgw.canon.response import Response
 from fastgw.codecs.common import tool_result
-from fastgw.codecs.openai_chat.render import (
-    DIALECT,
-    StreamEncoder,
-    StreamOptions,
-    encode_error,
-    from_canon,
-)
-from fastgw.errors import GatewayError, InvalidRequest
+from fastgw.codecs.openai_chat.render import DIALECT, StreamEncoder, StreamOptions, from_canon
+from fastgw.codecs.openai_errors import encode_error
+from fastgw.errors import GatewayError, InvalidRequest, invalid
 
 # Inbound wire shapes: lenient, unknown fields ignored, everything not required optional.
 
@@ -185,24 +161,6 @@ class _ChatRequest(msgspec.Struct):
 
 
 _request_decoder = msgspec.json.Decoder(_ChatRequest)
-_INDEX = re.compile(r"\[(\d+)\]")
-
-
-def _dotted(path: str) -> str:
-    """``$.messages[2].content`` (msgspec) -> ``messages.2.content`` (OpenAI)."""
-    return _INDEX.sub(r".\1", path).removeprefix("$").removeprefix(".")
-
-
-def invalid(error: msgspec.DecodeError) -> InvalidRequest:
-    """A msgspec error as ``InvalidRequest`` with ``param`` = the dotted JSON path (None at the top level)."""
-    message, sep, path = str(error).rpartition(" - at `")
-    if not sep:
-        return InvalidRequest(f"invalid request body: {error}")
-    param = _dotted(path.rstrip("`")) or None
-    missing = re.fullmatch(r"Object missing required field `(\w+)`", message)
-    if missing:  # point at the missing field itself
-        param = f"{param}.{missing[1]}" if param else missing[1]
-    return InvalidRequest(f"{param}: {message}" if param else f"invalid request body: {message}", param=param)
 
 
 def _bad(param: str, message: str) -> InvalidRequest:
@@ -219,7 +177,7 @@ def to_canon(body: bytes) -> Request:
     try:
         wire = _request_decoder.decode(body)
     except msgspec.DecodeError as error:
-        raise invalid(error) from None
+        raise invalid(error, dotted=True) from None
     if wire.model is None:
         raise _bad("model", "Field required")
     if wire.messages is None:

@@ -1,5 +1,5 @@
 """Canonical responses, streams and errors -> what OpenAI Chat Completions clients read (``chat.completion``,
-``chat.completion.chunk`` SSE ending in ``[DONE]``, OpenAI error JSON). The error table is in ``inbound``'s docstring.
+``chat.completion.chunk`` SSE ending in ``[DONE]``); errors are ``fastgw.codecs.openai_errors``' table.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from fastgw.canon.request import (
 )
 from fastgw.canon.response import Response, StopReason, Usage
 from fastgw.canon.stream import BlockStart, BlockStop, Delta, Event, Failure, Finish, Start
-from fastgw.errors import ErrorCode, GatewayError, UpstreamProtocolError
+from fastgw.codecs.openai_errors import error_body
+from fastgw.errors import GatewayError, UpstreamProtocolError
 
 DIALECT = "openai-chat"
 _json = msgspec.json.Encoder().encode
@@ -95,41 +96,6 @@ def from_canon(response: Response, request: Request) -> bytes:
             "usage": usage(response.usage),
         }
     )
-
-
-ERRORS: dict[ErrorCode, tuple[str, str | None]] = {
-    ErrorCode.INVALID_REQUEST: ("invalid_request_error", None),
-    ErrorCode.AUTHENTICATION: ("authentication_error", "invalid_api_key"),
-    ErrorCode.PERMISSION: ("permission_error", None),
-    ErrorCode.NOT_FOUND: ("not_found_error", None),
-    ErrorCode.TOO_LARGE: ("invalid_request_error", "request_too_large"),
-    ErrorCode.RATE_LIMITED: ("rate_limit_error", "rate_limit_exceeded"),
-    ErrorCode.OVERLOADED: ("server_error", "overloaded"),
-    ErrorCode.TIMEOUT: ("server_error", "timeout"),
-    ErrorCode.UPSTREAM: ("server_error", "upstream_error"),
-    ErrorCode.INTERNAL: ("server_error", None),
-}
-
-
-def error_body(error: GatewayError, *, param: bool = True) -> bytes:
-    """``{"error": {"message", "type", "param", "code"}}``; in-stream errors carry ``param: null``."""
-    kind, code = ERRORS[error.code]
-    detail = {"message": error.message, "type": kind, "param": error.param if param else None, "code": code}
-    return _json({"error": detail})
-
-
-def status_of(error: GatewayError) -> int:
-    if error.code is ErrorCode.OVERLOADED or error.status == 529:
-        return 503
-    return error.status if 400 <= error.status <= 599 else 500
-
-
-def encode_error(error: GatewayError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    """Status, headers and body of an error response in OpenAI's shape (``retry-after`` kept)."""
-    headers = [(b"content-type", b"application/json")]
-    if error.retry_after:
-        headers.append((b"retry-after", error.retry_after.encode()))
-    return status_of(error), headers, error_body(error)
 
 
 _DONE = b"data: [DONE]\n\n"

@@ -11,9 +11,9 @@ from fastgw.canon import signature
 from fastgw.canon.request import Part, Text, Thinking, ToolCall
 from fastgw.canon.response import Response, StopReason, Usage
 from fastgw.codecs import naming
+from fastgw.codecs.failures import classify_code, redact
 from fastgw.codecs.openai_chat import wire
 from fastgw.errors import GatewayError, UpstreamProtocolError
-from fastgw.route.failure import classify_code, redact
 
 FAMILY = "openai-chat"
 _decoder = msgspec.json.Decoder(wire.Chunk)

@@ -32,16 +32,16 @@ from fastgw.canon.request import (
     ToolResult,
 )
 from fastgw.canon.response import Response
-from fastgw.codecs.anthropic.request import invalid
 from fastgw.codecs.common import tool_result
+from fastgw.codecs.openai_errors import encode_error
 from fastgw.codecs.openai_responses.extension import (
     DIALECT,
     ENCRYPTED_INCLUDE,
     Extension,
     read_thinking,
 )
-from fastgw.codecs.openai_responses.render import StreamEncoder, encode_error, from_canon
-from fastgw.errors import GatewayError, InvalidRequest
+from fastgw.codecs.openai_responses.render import StreamEncoder, from_canon
+from fastgw.errors import GatewayError, InvalidRequest, invalid
 
 _encoder = msgspec.json.Encoder()
 

@@ -19,8 +19,9 @@ from fastgw.canon.request import (
 )
 from fastgw.canon.response import Response, StopReason, Usage
 from fastgw.canon.stream import BlockStart, BlockStop, Delta, Event, Failure, Finish, Start
+from fastgw.codecs.openai_errors import describe
 from fastgw.codecs.openai_responses.extension import Extension, extension, mint_thinking
-from fastgw.errors import ErrorCode, GatewayError
+from fastgw.errors import GatewayError
 
 _encoder = msgspec.json.Encoder()
 
@@ -185,63 +186,20 @@ def from_canon(response: Response, request: Request) -> bytes:
 
 # Errors
 
-_ERROR_TYPES = {
-    ErrorCode.INVALID_REQUEST: "invalid_request_error",
-    ErrorCode.AUTHENTICATION: "authentication_error",
-    ErrorCode.PERMISSION: "permission_error",
-    ErrorCode.NOT_FOUND: "invalid_request_error",
-    ErrorCode.TOO_LARGE: "invalid_request_error",
-    ErrorCode.RATE_LIMITED: "rate_limit_error",
-    ErrorCode.OVERLOADED: "server_error",
-    ErrorCode.TIMEOUT: "server_error",
-    ErrorCode.UPSTREAM: "server_error",
-    ErrorCode.INTERNAL: "server_error",
-}
-
-
-def _is_quota(error: GatewayError) -> bool:
-    text = error.message.lower()
-    return error.status == 402 or "insufficient_quota" in text or "credit balance" in text
+_STREAM_CODES = frozenset({"rate_limit_exceeded", "insufficient_quota", "context_length_exceeded"})
 
 
 def stream_error_code(error: GatewayError) -> str:
-    """The ``response.failed`` ``error.code`` Codex maps (F10)."""
-    text = error.message.lower()
-    if _is_quota(error):
-        return "insufficient_quota"
-    if error.code is ErrorCode.RATE_LIMITED or error.status == 429:
-        return "rate_limit_exceeded"
-    too_long = ("prompt is too long", "context length", "context window")
-    if error.status in (400, 413) and any(phrase in text for phrase in too_long):
-        return "context_length_exceeded"
-    return "server_error"
+    """The ``response.failed`` ``error.code`` Codex maps (F10): the codes of the OpenAI table it reads, else
+    ``server_error``."""
+    code = describe(error).code
+    return code if code in _STREAM_CODES else "server_error"
 
 
 def _stream_error_message(error: GatewayError, code: str) -> str:
     if code == "rate_limit_exceeded" and error.retry_after:
         return f"{error.message.rstrip('. ')}. Please try again in {error.retry_after}s."
     return error.message
-
-
-def encode_error(error: GatewayError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    """Status, headers and body of an error in OpenAI's shape (``retry-after`` kept)."""
-    headers = [(b"content-type", b"application/json")]
-    if error.retry_after:
-        headers.append((b"retry-after", error.retry_after.encode()))
-    code: str | None = None
-    kind = _ERROR_TYPES.get(error.code, "server_error")
-    if _is_quota(error):
-        kind = code = "insufficient_quota"
-    elif error.code is ErrorCode.RATE_LIMITED:
-        code = "rate_limit_exceeded"
-    elif error.code is ErrorCode.NOT_FOUND:
-        code = "model_not_found" if "model" in error.message.lower() else "not_found"
-    elif error.code is ErrorCode.AUTHENTICATION:
-        code = "invalid_api_key"
-    elif stream_error_code(error) == "context_length_exceeded":
-        code = "context_length_exceeded"
-    body = {"error": {"message": error.message, "type": kind, "param": error.param, "code": code}}
-    return error.status, headers, _encoder.encode(body)
 
 
 # Streaming

@@ -10,10 +10,10 @@ import msgspec
 from fastgw.canon.request import Part, Text, Thinking, ToolCall
 from fastgw.canon.response import Response, StopReason, Usage
 from fastgw.codecs import naming
+from fastgw.codecs.failures import classify_code, redact
 from fastgw.codecs.openai_responses import wire
 from fastgw.codecs.openai_responses.request import mint
 from fastgw.errors import ErrorCode, GatewayError, UpstreamProtocolError
-from fastgw.route.failure import classify_code, redact
 
 _decoder = msgspec.json.Decoder(wire.InResponse)
 
