@@ -110,9 +110,12 @@ def client_headers(dialect: str, beta: str | None) -> tuple[tuple[str, str], ...
 
 
 def _codecs(client: str, upstream: str) -> tuple[Any, Any]:
-    from fastgw.codecs import dialects
+    from fastgw.canon.dialect import Dialect
+    from fastgw.codecs import registry
 
-    inbound, outbound = dialects.INBOUND.get(client), dialects.UPSTREAM.get(upstream)
+    known = set(Dialect)
+    inbound = registry.INBOUND[Dialect(client)] if client in known else None
+    outbound = registry.UPSTREAM[Dialect(upstream)] if upstream in known else None
     if inbound is None:
         raise NotServed(f"fastgw has no {client} inbound codec")
     if outbound is None:

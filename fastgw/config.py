@@ -10,14 +10,14 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from typing import Any, Literal, get_args
+from typing import Any
 
 import msgspec
 from msgspec import Struct
 
+from fastgw.canon.dialect import Dialect
 from fastgw.catalog import EFFORT_LADDER, ModelInfo
 
-Dialect = Literal["anthropic", "openai-chat", "openai-responses"]
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
@@ -160,7 +160,7 @@ def _convert(value: Any, kind: type[Any], prefix: str, source: str) -> Any:
             message, path = text, "$`"
         where = (prefix + path.rstrip("`").removeprefix("$")).lstrip(".") or "top level"
         if message.startswith("Invalid enum value") and where.endswith(".dialect"):
-            message += f" (expected one of: {', '.join(get_args(Dialect))})"
+            message += f" (expected one of: {', '.join(Dialect)})"
         raise ConfigError(f"{source}: {where}: {message}") from None
 
 

@@ -18,13 +18,15 @@ import httpx
 import msgspec
 import trio
 
+from fastgw.canon.dialect import Dialect
 from fastgw.canon.request import Message, Request
 from fastgw.canon.response import Response
 from fastgw.canon.stream import Event, Finish, collect
 from fastgw.canon.tokens import count_request
 from fastgw.catalog import Catalog
-from fastgw.codecs import dialects, passthrough
+from fastgw.codecs import passthrough, registry
 from fastgw.codecs.anthropic import inbound as anthropic_request
+from fastgw.codecs.interface import InboundCodec, StreamDecoder, StreamEncoder
 from fastgw.codecs.openai_responses import extension as responses_extension
 from fastgw.codecs.sse import SSEEvent, SSEParser
 from fastgw.config import Config
@@ -66,13 +68,13 @@ class Gateway:
         if upstream.spec.dialect == dialect:
             await self._passthrough(dialect, upstream, target, peek.model, peek.stream, headers, body, out)
             return
-        inbound = dialects.INBOUND[dialect]
+        inbound = registry.INBOUND[Dialect(dialect)]
         request = inbound.decode(body)
         request.session_id = request.session_id or headers.get("x-claude-code-session-id") or headers.get("session-id")
         store = _stored(request)
         if store is not None and store.previous_response_id:
             await self._continue(request, store.previous_response_id)
-        codec = dialects.UPSTREAM[upstream.spec.dialect]
+        codec = registry.UPSTREAM[upstream.spec.dialect]
         estimate = count_request(request)
         info = self.catalog.lookup(target.model)
         upstream_body, context = codec.encode(request, target.model, info, estimate, target.efforts)
@@ -156,7 +158,7 @@ class Gateway:
             if "anthropic-version" not in headers:
                 forward.append(("anthropic-version", ANTHROPIC_VERSION))  # F48
         body = passthrough.swap_model(body, target.model, model)
-        inbound = dialects.INBOUND[dialect]
+        inbound = registry.INBOUND[Dialect(dialect)]
         with trio.move_on_after(self.config.timeouts.total) as deadline:
             async with upstream.post(body, forward) as response:
                 await _raise_for_status(upstream, response)
@@ -208,7 +210,7 @@ def _deleted(response_id: str) -> bytes:
 class _Tape:
     """A stream decoder that also keeps the canonical events, for storing the response once it finished."""
 
-    def __init__(self, decoder: dialects.StreamDecoder) -> None:
+    def __init__(self, decoder: StreamDecoder) -> None:
         self._decoder = decoder
         self.events: list[Event] = []
 
@@ -232,8 +234,8 @@ async def _raise_for_status(upstream: Upstream, response: httpx.Response) -> Non
 async def _relay(
     upstream: Upstream,
     response: httpx.Response,
-    decoder: dialects.StreamDecoder,
-    encoder: dialects.StreamEncoder,
+    decoder: StreamDecoder,
+    encoder: StreamEncoder,
     out: Responder,
     before_finish: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
@@ -258,7 +260,7 @@ async def _relay(
 
 async def _emit(
     events: list[Event],
-    encoder: dialects.StreamEncoder,
+    encoder: StreamEncoder,
     out: Responder,
     before_finish: Callable[[], Awaitable[None]] | None,
 ) -> None:
@@ -267,7 +269,7 @@ async def _emit(
     await out.write(b"".join([encoder.feed(e) for e in events]))
 
 
-async def _late_error(out: Responder, inbound: dialects.InboundCodec, error: GatewayError) -> None:
+async def _late_error(out: Responder, inbound: InboundCodec, error: GatewayError) -> None:
     """An error after the response began is an in-stream error event in the client's dialect (F3, F10)."""
     if not out.started:
         raise error

@@ -26,7 +26,10 @@ from fastgw.canon.request import (
 from fastgw.canon.response import Response, Usage
 from fastgw.canon.stream import BlockStart, BlockStop, Delta, Event, Failure, Finish, Start, collect
 from fastgw.codecs.anthropic.stream import StreamDecoder
-from fastgw.codecs.openai_chat.inbound import OpenAIChatInbound, StreamEncoder, encode_error, from_canon, to_canon
+from fastgw.codecs.openai_chat.codec import Inbound as OpenAIChatInbound
+from fastgw.codecs.openai_chat.inbound import to_canon
+from fastgw.codecs.openai_chat.render import StreamEncoder, from_canon
+from fastgw.codecs.openai_errors import encode_error
 from fastgw.codecs.sse import SSEParser
 from fastgw.errors import (
     AuthenticationFailed,

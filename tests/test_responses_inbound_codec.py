@@ -18,7 +18,9 @@ from fastgw.canon.stream import BlockStart, BlockStop, Delta, Event, Failure, Fi
 from fastgw.catalog import Catalog
 from fastgw.codecs.anthropic import request as upstream
 from fastgw.codecs.anthropic.stream import StreamDecoder
-from fastgw.codecs.openai_responses import inbound
+from fastgw.codecs.openai_errors import encode_error
+from fastgw.codecs.openai_responses import inbound, render
+from fastgw.codecs.openai_responses.codec import Inbound as OpenAIResponsesInbound
 from fastgw.codecs.openai_responses.extension import mint_thinking, read_thinking
 from fastgw.codecs.sse import SSEParser
 from fastgw.errors import InvalidRequest, RateLimited, UpstreamStatusError
@@ -66,7 +68,7 @@ def _check_items(events: list[dict[str, Any]]) -> None:
 
 
 def _run(request: Request | None, events: list[Event]) -> list[dict[str, Any]]:
-    encoder = inbound.StreamEncoder(request)
+    encoder = render.StreamEncoder(request)
     wire = b"".join(encoder.feed(e) for e in events)
     out = _events(wire)
     _check_items(out)
@@ -418,7 +420,7 @@ def test_stream_max_tokens_is_incomplete() -> None:
     ],
 )
 def test_stream_failure_codes_F10(error: Exception, code: str, message_part: str) -> None:
-    encoder = inbound.StreamEncoder(_request())
+    encoder = render.StreamEncoder(_request())
     wire = encoder.feed(_start()) + encoder.feed(BlockStart(index=0, kind="text")) + encoder.feed(Failure(error=error))  # type: ignore[arg-type]
     assert encoder.feed(Finish(stop_reason="end_turn", usage=Usage())) == b""
     # The SDK's ResponseError.code enum lacks some codes Codex reads (context_length_exceeded, insufficient_quota).
@@ -428,7 +430,7 @@ def test_stream_failure_codes_F10(error: Exception, code: str, message_part: str
 
 
 def test_fail_before_start_is_well_formed() -> None:
-    encoder = inbound.StreamEncoder(None)
+    encoder = render.StreamEncoder(None)
     out = _events(encoder.fail(UpstreamStatusError("boom", status=500)))
     assert [e["type"] for e in out] == ["response.created", "response.in_progress", "response.failed"]
 
@@ -483,24 +485,24 @@ def test_from_canon_validates() -> None:
         stop_reason="tool_use",
         usage=Usage(input_tokens=1, output_tokens=2, cache_read=3),
     )
-    body = json.loads(inbound.OpenAIResponsesInbound().encode(response, request))
+    body = json.loads(OpenAIResponsesInbound().encode(response, request))
     parsed = sdk.Response.model_validate(body)
     assert [o.type for o in parsed.output] == ["reasoning", "message", "custom_tool_call"]
     assert body["output"][2]["input"] == "*** Begin Patch"
     assert body["status"] == "completed" and body["usage"]["input_tokens"] == 4 and body["model"] == "gpt-5.5"
     assert read_thinking(body["output"][0]["encrypted_content"]) == Thinking(text="t", signature="s")
-    plain = json.loads(inbound.from_canon(Response(id="m", model="c", parts=[Text(text="x")]), request))
+    plain = json.loads(render.from_canon(Response(id="m", model="c", parts=[Text(text="x")]), request))
     assert [o["type"] for o in plain["output"]] == ["reasoning", "message"]  # F27 placeholder
     sdk.Response.model_validate(plain)
 
 
 def test_encode_error() -> None:
-    status, headers, body = inbound.encode_error(RateLimited("slow down", retry_after="3"))
+    status, headers, body = encode_error(RateLimited("slow down", retry_after="3"))
     assert status == 429 and (b"retry-after", b"3") in headers
     assert json.loads(body) == {
         "error": {"message": "slow down", "type": "rate_limit_error", "param": None, "code": "rate_limit_exceeded"}
     }
-    status, _, body = inbound.encode_error(InvalidRequest("input.0: bad", param="input.0"))
+    status, _, body = encode_error(InvalidRequest("input.0: bad", param="input.0"))
     assert status == 400 and json.loads(body)["error"]["param"] == "input.0"
     assert json.loads(body)["error"]["type"] == "invalid_request_error"
 

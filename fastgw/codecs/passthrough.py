@@ -3,11 +3,22 @@
 Only the top level of the body is decoded (as ``dict[str, Raw]``), so nested JSON keeps its exact bytes, and when
 the model name does not change the body is not touched at all. ``FrameCutter`` forwards a stream in whole SSE frames
 so that an in-stream ``error`` appended after an upstream failure never lands inside a half-written frame.
+``UsageTap`` reads the usage each dialect reports out of the relayed bytes, for metering.
 """
 
 from __future__ import annotations
 
 import msgspec
+
+from fastgw.canon.dialect import Dialect
+from fastgw.canon.response import Usage
+from fastgw.codecs.anthropic import response as anthropic_response
+from fastgw.codecs.anthropic import wire as anthropic_wire
+from fastgw.codecs.openai_chat import response as chat_response
+from fastgw.codecs.openai_chat import wire as chat_wire
+from fastgw.codecs.openai_responses import response as responses_response
+from fastgw.codecs.openai_responses import wire as responses_wire
+from fastgw.codecs.sse import SSEParser
 
 _top_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _encoder = msgspec.json.Encoder()
@@ -39,3 +50,84 @@ class FrameCutter:
             return b""
         self._tail = data[cut + 2 :]
         return data[: cut + 2]
+
+
+# Usage taps: what a same-dialect response reported, read without decoding the rest. A stream is tapped frame by
+# frame, but only frames that mention "usage" are parsed at all (a text delta that says the word costs one parse).
+
+
+class _AnthropicUsage(msgspec.Struct):
+    usage: anthropic_wire.InUsage | None = None
+
+
+class _AnthropicEvent(msgspec.Struct):
+    message: _AnthropicUsage | None = None
+    usage: anthropic_wire.InUsage | None = None
+
+
+class _ChatUsage(msgspec.Struct):
+    usage: chat_wire.InUsage | None = None
+
+
+class _ResponsesUsage(msgspec.Struct):
+    usage: responses_wire.InUsage | None = None
+
+
+class _ResponsesEvent(msgspec.Struct):
+    response: _ResponsesUsage | None = None
+
+
+_anthropic_body = msgspec.json.Decoder(_AnthropicUsage)
+_anthropic_event = msgspec.json.Decoder(_AnthropicEvent)
+_chat_usage = msgspec.json.Decoder(_ChatUsage)
+_responses_body = msgspec.json.Decoder(_ResponsesUsage)
+_responses_event = msgspec.json.Decoder(_ResponsesEvent)
+
+
+class UsageTap:
+    """The usage a relayed response reported, for the ``Outcome``; None when it reported none."""
+
+    __slots__ = ("_dialect", "_stream", "_parser", "usage")
+
+    def __init__(self, dialect: Dialect, *, stream: bool) -> None:
+        self._dialect = dialect
+        self._stream = stream
+        self._parser = SSEParser()
+        self.usage: Usage | None = None
+
+    def feed(self, data: bytes) -> None:
+        """Whole SSE frames of a stream, or the whole body of a non-streamed response. Never raises."""
+        if b"usage" not in data:
+            return
+        try:
+            if not self._stream:
+                self._read(data, event=False)
+                return
+            for event in self._parser.feed(data):
+                if b"usage" in event.data:
+                    self._read(event.data, event=True)
+        except msgspec.DecodeError:
+            return  # the client got the bytes as they were; a usage we cannot read is simply not metered
+
+    def _read(self, data: bytes, *, event: bool) -> None:
+        match self._dialect:
+            case Dialect.ANTHROPIC:
+                if event:
+                    frame = _anthropic_event.decode(data)
+                    u = frame.message.usage if frame.message is not None else frame.usage
+                else:
+                    u = _anthropic_body.decode(data).usage
+                if u is not None:
+                    self.usage = anthropic_response.usage_from(u, self.usage)
+            case Dialect.OPENAI_CHAT:
+                chat = _chat_usage.decode(data).usage
+                if chat is not None:
+                    self.usage = chat_response.usage_from(chat)
+            case Dialect.OPENAI_RESPONSES:
+                if event:
+                    holder = _responses_event.decode(data).response
+                    responses = holder.usage if holder is not None else None
+                else:
+                    responses = _responses_body.decode(data).usage
+                if responses is not None:
+                    self.usage = responses_response.usage_from(responses)

@@ -14,7 +14,8 @@ import msgspec
 import trio
 
 from fastgw import config as config_module
-from fastgw.codecs import dialects
+from fastgw.codecs import registry
+from fastgw.codecs.interface import InboundCodec
 from fastgw.errors import GatewayError, NotFound
 from fastgw.pipeline import Gateway
 from fastgw.server.http import JSON, ClientGone, Receive, Responder, Scope, Send, read_body, watch_disconnect
@@ -64,8 +65,7 @@ class App:
         method: str = scope["method"]
         out = Responder(send)
         # The path fixes the client's dialect, and so the shape of every error it gets.
-        dialect = "anthropic" if path.startswith("/v1/messages") else "openai-chat"
-        inbound = dialects.INBOUND.get(dialect) or dialects.INBOUND["anthropic"]
+        inbound = registry.INBOUND[registry.dialect_of(path, _headers(scope))]
         try:
             if path.startswith(_STORED) and method in ("GET", "DELETE"):
                 await self.gateway.stored_response(path[len(_STORED) :], out, delete=method == "DELETE")
@@ -74,7 +74,7 @@ class App:
                 await self._get(path, scope, out)
                 return
             handler = _MODEL_PATHS.get(path) if method == "POST" else None
-            if handler is None or (handler != "count_tokens" and handler not in dialects.INBOUND):
+            if handler is None:
                 raise NotFound(f"no route for {method} {path}")
             body = await read_body(receive, self.config.max_body_bytes)
             async with trio.open_nursery() as nursery:
@@ -121,7 +121,7 @@ def _headers(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
 
 
-async def _error(out: Responder, inbound: dialects.InboundCodec, error: GatewayError) -> None:
+async def _error(out: Responder, inbound: InboundCodec, error: GatewayError) -> None:
     if out.started:
         await out.write(inbound.stream_encoder(None).fail(error))
         await out.end()

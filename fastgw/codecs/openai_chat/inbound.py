@@ -35,11 +35,9 @@ from fastgw.canon.request import (
     ToolChoice,
     ToolResult,
 )
-from fastgw.canon.response import Response
 from fastgw.codecs.common import tool_result
-from fastgw.codecs.openai_chat.render import DIALECT, StreamEncoder, StreamOptions, from_canon
-from fastgw.codecs.openai_errors import encode_error
-from fastgw.errors import GatewayError, InvalidRequest, invalid
+from fastgw.codecs.openai_chat.render import DIALECT, StreamOptions
+from fastgw.errors import InvalidRequest, invalid
 
 # Inbound wire shapes: lenient, unknown fields ignored, everything not required optional.
 
@@ -367,19 +365,3 @@ def _format(fmt: _ResponseFormat | None) -> msgspec.Raw | None:
             raise _bad("response_format.json_schema.schema", "Field required")
         return fmt.json_schema.schema
     raise _bad("response_format.type", f"unsupported response format {fmt.type!r}")
-
-
-class OpenAIChatInbound:
-    """Chat Completions clients (``/v1/chat/completions``); the ``InboundCodec`` of ``fastgw.codecs.dialects``."""
-
-    def decode(self, body: bytes) -> Request:
-        return to_canon(body)
-
-    def stream_encoder(self, request: Request | None) -> StreamEncoder:
-        return StreamEncoder(request)
-
-    def encode(self, response: Response, request: Request) -> bytes:
-        return from_canon(response, request)
-
-    def encode_error(self, error: GatewayError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        return encode_error(error)

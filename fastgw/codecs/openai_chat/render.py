@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import msgspec
@@ -16,6 +15,7 @@ from fastgw.canon.request import (
     ToolCall,
 )
 from fastgw.canon.response import Response, StopReason, Usage
+from fastgw.canon.sources import SYSTEM, Sources
 from fastgw.canon.stream import BlockStart, BlockStop, Delta, Event, Failure, Finish, Start
 from fastgw.codecs.openai_errors import error_body
 from fastgw.errors import GatewayError, UpstreamProtocolError
@@ -61,7 +61,7 @@ def usage(u: Usage) -> dict[str, Any]:
     }
 
 
-def from_canon(response: Response, request: Request) -> bytes:
+def from_canon(response: Response, request: Request, sources: Sources = SYSTEM) -> bytes:
     """Render a complete ``chat.completion`` body; ``model`` echoes what the client asked for."""
     texts = [p.text for p in response.parts if isinstance(p, Text) and p.text]
     thoughts = [p.text for p in response.parts if isinstance(p, Thinking) and p.text]
@@ -83,7 +83,7 @@ def from_canon(response: Response, request: Request) -> bytes:
         {
             "id": _completion_id(response.id),
             "object": "chat.completion",
-            "created": int(time.time()),
+            "created": sources.timestamp(),
             "model": request.model,
             "choices": [
                 {
@@ -123,10 +123,10 @@ class StreamEncoder:
 
     __slots__ = ("_model", "_usage", "_created", "_prefix", "_state", "_tools", "_open", "_texts", "_had_text")
 
-    def __init__(self, request: Request | None = None) -> None:
+    def __init__(self, request: Request | None = None, sources: Sources = SYSTEM) -> None:
         self._model = request.model if request is not None else "unknown"
         self._usage = include_usage(request)
-        self._created = int(time.time())
+        self._created = sources.timestamp()
         self._prefix = b""
         self._state = "idle"  # idle -> streaming -> closed
         self._tools: dict[int, int] = {}  # canonical block index -> tool call index

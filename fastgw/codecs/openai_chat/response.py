@@ -3,13 +3,12 @@ finish-reason and in-band error mappings shared with the stream decoder."""
 
 from __future__ import annotations
 
-import uuid
-
 import msgspec
 
 from fastgw.canon import signature
 from fastgw.canon.request import Part, Text, Thinking, ToolCall
 from fastgw.canon.response import Response, StopReason, Usage
+from fastgw.canon.sources import SYSTEM, Sources
 from fastgw.codecs import naming
 from fastgw.codecs.failures import classify_code, redact
 from fastgw.codecs.openai_chat import wire
@@ -51,7 +50,9 @@ def chunk_error(error: wire.InError) -> GatewayError:
     return GatewayError(f"upstream error: {message}", code=code, status=status)
 
 
-def to_canon(body: bytes, *, model: str, names: naming.ToolNames, input_estimate: int) -> Response:
+def to_canon(
+    body: bytes, *, model: str, names: naming.ToolNames, input_estimate: int, sources: Sources = SYSTEM
+) -> Response:
     """Decode a ``chat.completion`` body.
 
     Raises:
@@ -80,7 +81,7 @@ def to_canon(body: bytes, *, model: str, names: naming.ToolNames, input_estimate
         function = call.function or wire.InFunction()
         parts.append(
             ToolCall(
-                id=naming.client_id(call.id or f"call_{uuid.uuid4().hex[:24]}"),
+                id=naming.client_id(call.id or f"call_{sources.token_hex(12)}"),
                 name=names.client(function.name or naming.EMPTY_NAME),
                 arguments=function.arguments or "{}",
             )
@@ -90,7 +91,7 @@ def to_canon(body: bytes, *, model: str, names: naming.ToolNames, input_estimate
         reason = "tool_use"
     usage = usage_from(completion.usage) if completion.usage else Usage(input_tokens=input_estimate)
     return Response(
-        id=f"msg_{completion.id or uuid.uuid4().hex}",
+        id=f"msg_{completion.id or sources.token_hex(16)}",
         model=model,
         parts=parts,
         stop_reason=reason,

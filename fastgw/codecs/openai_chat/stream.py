@@ -13,12 +13,12 @@ malformed JSON mid-stream (F10).
 from __future__ import annotations
 
 import enum
-import uuid
 
 import msgspec
 
 from fastgw.canon import signature
 from fastgw.canon.response import StopReason, Usage
+from fastgw.canon.sources import SYSTEM, Sources
 from fastgw.canon.stream import BlockKind, BlockStart, BlockStop, Delta, Event, Failure, Finish, Start
 from fastgw.codecs import naming
 from fastgw.codecs.openai_chat import wire
@@ -58,7 +58,8 @@ class _Tool:
 class StreamDecoder:
     """Feed SSE events from a Chat upstream; get canonical events."""
 
-    def __init__(self, *, model: str, input_estimate: int, names: naming.ToolNames) -> None:
+    def __init__(self, *, model: str, input_estimate: int, names: naming.ToolNames, sources: Sources = SYSTEM) -> None:
+        self._sources = sources
         self.state = StreamState.WAITING
         self._model = model
         self._estimate = max(input_estimate, 1)
@@ -91,7 +92,7 @@ class StreamDecoder:
             self.state = StreamState.STREAMING
             out.append(
                 Start(
-                    id=f"msg_{chunk.id or uuid.uuid4().hex}",
+                    id=f"msg_{chunk.id or self._sources.token_hex(16)}",
                     model=self._model,
                     usage=Usage(input_tokens=self._estimate),
                 )
@@ -183,7 +184,9 @@ class StreamDecoder:
 
     def _open_tool(self, tool: _Tool, out: list[Event]) -> None:
         self._close_block(out)
-        upstream_id = tool.id or f"call_{uuid.uuid4().hex[:24]}"  # not stored: tool.id stays what the upstream sent
+        upstream_id = (
+            tool.id or f"call_{self._sources.token_hex(12)}"
+        )  # not stored: tool.id stays what the upstream sent
         name = self._names.client(tool.name or naming.EMPTY_NAME)
         tool.index = self._open_block("tool_call", out, id=naming.client_id(upstream_id), name=name)
         for fragment in tool.pending:

@@ -31,17 +31,14 @@ from fastgw.canon.request import (
     ToolChoice,
     ToolResult,
 )
-from fastgw.canon.response import Response
 from fastgw.codecs.common import tool_result
-from fastgw.codecs.openai_errors import encode_error
 from fastgw.codecs.openai_responses.extension import (
     DIALECT,
     ENCRYPTED_INCLUDE,
     Extension,
     read_thinking,
 )
-from fastgw.codecs.openai_responses.render import StreamEncoder, from_canon
-from fastgw.errors import GatewayError, InvalidRequest, invalid
+from fastgw.errors import InvalidRequest, invalid
 
 _encoder = msgspec.json.Encoder()
 
@@ -425,19 +422,3 @@ def _reasoning(param: _ReasoningParam | None) -> Reasoning | None:
     if param.effort in ("none", "minimal"):
         return Reasoning(enabled=False, summary=summary)
     return Reasoning(effort=param.effort, summary=summary)
-
-
-class OpenAIResponsesInbound:
-    """OpenAI Responses clients (``/v1/responses``: Codex CLI, OpenAI SDKs)."""
-
-    def decode(self, body: bytes) -> Request:
-        return to_canon(body)
-
-    def stream_encoder(self, request: Request | None) -> StreamEncoder:
-        return StreamEncoder(request)
-
-    def encode(self, response: Response, request: Request) -> bytes:
-        return from_canon(response, request)
-
-    def encode_error(self, error: GatewayError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        return encode_error(error)

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import json
-import secrets
-import time
 from typing import Any
 
 import msgspec
@@ -18,16 +16,13 @@ from fastgw.canon.request import (
     ToolCall,
 )
 from fastgw.canon.response import Response, StopReason, Usage
+from fastgw.canon.sources import SYSTEM, Sources
 from fastgw.canon.stream import BlockStart, BlockStop, Delta, Event, Failure, Finish, Start
 from fastgw.codecs.openai_errors import describe
 from fastgw.codecs.openai_responses.extension import Extension, extension, mint_thinking
 from fastgw.errors import GatewayError
 
 _encoder = msgspec.json.Encoder()
-
-
-def _new_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(12)}"
 
 
 def _usage(usage: Usage) -> dict[str, Any]:
@@ -147,12 +142,12 @@ def _call_item(item_id: str, call_id: str, name: str, arguments: str, ext: Exten
     }
 
 
-def _placeholder() -> dict[str, Any]:
+def _placeholder(sources: Sources) -> dict[str, Any]:
     """F27: Codex asked for reasoning and Claude produced none; an empty item keeps it from waiting."""
-    return {"id": _new_id("rs"), "type": "reasoning", "summary": []}
+    return {"id": sources.new_id("rs"), "type": "reasoning", "summary": []}
 
 
-def from_canon(response: Response, request: Request) -> bytes:
+def from_canon(response: Response, request: Request, sources: Sources = SYSTEM) -> bytes:
     """The non-streamed Responses ``response`` object for ``response``."""
     ext = extension(request)
     show = _show_summary(request)
@@ -161,20 +156,20 @@ def from_canon(response: Response, request: Request) -> bytes:
     for part in response.parts:
         if isinstance(part, Thinking):
             if part.redacted is None:
-                output.append(_reasoning_item(_new_id("rs"), part.text, part.signature, ext, show))
+                output.append(_reasoning_item(sources.new_id("rs"), part.text, part.signature, ext, show))
                 has_reasoning = True
             continue
         if ext.include_reasoning and not has_reasoning and isinstance(part, Text | ToolCall):
-            output.append(_placeholder())
+            output.append(_placeholder(sources))
             has_reasoning = True
         if isinstance(part, Text):
-            output.append(_message_item(_new_id("msg"), part.text))
+            output.append(_message_item(sources.new_id("msg"), part.text))
         elif isinstance(part, ToolCall):
-            output.append(_call_item(_new_id("fc"), part.id, part.name, part.arguments, ext))
+            output.append(_call_item(sources.new_id("fc"), part.id, part.name, part.arguments, ext))
     body = _response_object(
         response.id if response.id.startswith("resp_") else f"resp_{response.id}",
         request.model or response.model,
-        int(time.time()),
+        sources.timestamp(),
         request,
         _status_of(response.stop_reason),
         output,
@@ -220,14 +215,15 @@ class StreamEncoder:
     """Canonical events -> the Responses SSE Codex reads: every item gets ``output_item.done``; the stream always
     ends with ``response.completed``, ``response.incomplete`` or ``response.failed`` (F3), never ``[DONE]``."""
 
-    def __init__(self, request: Request | None) -> None:
+    def __init__(self, request: Request | None, sources: Sources = SYSTEM) -> None:
+        self.sources = sources
         self.request = request
         self.ext = extension(request)
         self.show_summary = _show_summary(request)
         self.seq = 0
-        self.response_id = _new_id("resp")
+        self.response_id = self.sources.new_id("resp")
         self.model = request.model if request is not None else ""
-        self.created_at = int(time.time())
+        self.created_at = self.sources.timestamp()
         self.started = False
         self.closed = False
         self.output: list[dict[str, Any]] = []
@@ -289,17 +285,17 @@ class StreamEncoder:
         out = b""
         if event.kind == "thinking":
             self.has_reasoning = True
-            item_id = _new_id("rs")
+            item_id = self.sources.new_id("rs")
             index, added = self._add_item({"id": item_id, "type": "reasoning", "summary": []})
             self.open[event.index] = _Open(output_index=index, kind="thinking", item_id=item_id)
             return added
         if self.ext.include_reasoning and not self.has_reasoning:
             self.has_reasoning = True
-            placeholder = _placeholder()
+            placeholder = _placeholder(self.sources)
             index, added = self._add_item(placeholder)
             out += added + self._done_item(index, placeholder)
         if event.kind == "text":
-            item_id = _new_id("msg")
+            item_id = self.sources.new_id("msg")
             index, added = self._add_item(
                 {"id": item_id, "type": "message", "role": "assistant", "status": "in_progress", "content": []}
             )
@@ -311,7 +307,7 @@ class StreamEncoder:
             self.open[event.index] = _Open(output_index=index, kind="text", item_id=item_id)
             return out
         custom = event.name in self.ext.custom_tools
-        item_id = _new_id("ctc" if custom else "fc")
+        item_id = self.sources.new_id("ctc" if custom else "fc")
         item: dict[str, Any] = {
             "id": item_id,
             "type": "custom_tool_call" if custom else "function_call",

@@ -3,12 +3,11 @@ stop-reason and failure mappings shared with the stream decoder."""
 
 from __future__ import annotations
 
-import uuid
-
 import msgspec
 
 from fastgw.canon.request import Part, Text, Thinking, ToolCall
 from fastgw.canon.response import Response, StopReason, Usage
+from fastgw.canon.sources import SYSTEM, Sources
 from fastgw.codecs import naming
 from fastgw.codecs.failures import classify_code, redact
 from fastgw.codecs.openai_responses import wire
@@ -56,7 +55,9 @@ def reasoning_text(item: wire.InItem) -> str:
     return summary or "".join(c.text or "" for c in item.content or () if c.type == "reasoning_text")
 
 
-def to_canon(body: bytes, *, model: str, names: naming.ToolNames, input_estimate: int) -> Response:
+def to_canon(
+    body: bytes, *, model: str, names: naming.ToolNames, input_estimate: int, sources: Sources = SYSTEM
+) -> Response:
     """Decode a non-streamed ``response`` object.
 
     Raises:
@@ -83,14 +84,14 @@ def to_canon(body: bytes, *, model: str, names: naming.ToolNames, input_estimate
             tools = True
             parts.append(
                 ToolCall(
-                    id=naming.client_id(item.call_id or item.id or f"call_{uuid.uuid4().hex[:24]}"),
+                    id=naming.client_id(item.call_id or item.id or f"call_{sources.token_hex(12)}"),
                     name=names.client(item.name or naming.EMPTY_NAME),
                     arguments=item.arguments or "{}",
                 )
             )
     usage = usage_from(response.usage) if response.usage else Usage(input_tokens=input_estimate)
     return Response(
-        id=f"msg_{response.id or uuid.uuid4().hex}",
+        id=f"msg_{response.id or sources.token_hex(16)}",
         model=model,
         parts=parts,
         stop_reason=stop_reason(response, tools=tools),

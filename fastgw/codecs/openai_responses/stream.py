@@ -12,11 +12,11 @@ canonical block, keyed by ``output_index``. What needs care (each pinned by a te
 from __future__ import annotations
 
 import enum
-import uuid
 
 import msgspec
 
 from fastgw.canon.response import StopReason, Usage
+from fastgw.canon.sources import SYSTEM, Sources
 from fastgw.canon.stream import BlockKind, BlockStart, BlockStop, Delta, Event, Failure, Finish, Start
 from fastgw.codecs import naming
 from fastgw.codecs.openai_responses import wire
@@ -46,7 +46,8 @@ class _Block:
 class StreamDecoder:
     """Feed SSE events from a Responses upstream; get canonical events."""
 
-    def __init__(self, *, model: str, input_estimate: int, names: naming.ToolNames) -> None:
+    def __init__(self, *, model: str, input_estimate: int, names: naming.ToolNames, sources: Sources = SYSTEM) -> None:
+        self._sources = sources
         self.state = StreamState.WAITING
         self._model = model
         self._estimate = max(input_estimate, 1)
@@ -66,7 +67,7 @@ class StreamDecoder:
         out: list[Event] = []
         if self.state is StreamState.WAITING:
             self.state = StreamState.STREAMING
-            response_id = ev.response.id if ev.response is not None and ev.response.id else uuid.uuid4().hex
+            response_id = ev.response.id if ev.response is not None and ev.response.id else self._sources.token_hex(16)
             out.append(Start(id=f"msg_{response_id}", model=self._model, usage=Usage(input_tokens=self._estimate)))
         kind = ev.type
         if kind == "response.output_item.added" and ev.item is not None and ev.output_index is not None:
@@ -98,7 +99,7 @@ class StreamDecoder:
     def _added(self, index: int, item: wire.InItem, out: list[Event]) -> None:
         if item.type == "function_call":
             self._tools = True
-            call_id = naming.client_id(item.call_id or item.id or f"call_{uuid.uuid4().hex[:24]}")
+            call_id = naming.client_id(item.call_id or item.id or f"call_{self._sources.token_hex(12)}")
             name = self._names.client(item.name or naming.EMPTY_NAME)
             self._open(index, "tool_call", out, id=call_id, name=name)
         elif item.type == "reasoning":
