@@ -28,8 +28,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from fastgw.logs import configure_logging
     from fastgw.server.app import App
-    from fastgw.server.serve import configure_logging, hypercorn_config, run
+    from fastgw.server.serve import hypercorn_config, run
 
     configure_logging()
 

@@ -1,234 +1,259 @@
-"""THE request path on one page: plan -> attempt -> relay (auth, limits, failover and metering slot in here later).
+"""THE request path on one page: identify the caller -> plan -> attempt -> relay -> outcome -> record.
 
-``Gateway`` holds what one config builds (routes, catalog, upstream pools). ``handle`` serves one model request in
-a given inbound dialect: decode only what routing needs, resolve the target, then either forward bytes untouched
-(same dialect) or translate through the canonical form, relaying the upstream stream event by event. Errors raised
-before the first byte become an error response in the client's dialect (done by the server); after it, an in-stream
-error event. Nothing here formats wire bytes itself.
+``Pipeline.handle`` serves one model request in the client's dialect on the routing state current when it arrived:
+it decodes only what routing needs, resolves the target, then either forwards bytes untouched (same dialect) or
+translates through the canonical form, relaying the upstream stream event by event. ``_attempt`` is the one place
+an upstream is called, for both. Whatever happens (success, an error before or after the first byte, a client that
+leaves), the request ends in one ``Outcome`` handed to the recorder. Errors reach the client in its dialect through
+its codec's renderer (``send_error``); nothing here formats wire bytes itself.
+
+Where the coming features plug in: ``identify`` (gateway keys, allowlists, limits), ``_plan`` (policies, failover
+order, session affinity), ``_attempt`` (key pools and cooldowns from the ``Verdict``), the recorder (metering).
 """
 
 from __future__ import annotations
 
-import logging
-import time
-from collections.abc import Awaitable, Callable
-from contextlib import aclosing
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import aclosing, asynccontextmanager
+from typing import Protocol
 
 import httpx
 import msgspec
 import trio
 
 from fastgw.canon.dialect import Dialect
-from fastgw.canon.request import Message, Request
-from fastgw.canon.response import Response
-from fastgw.canon.stream import Event, Finish, collect
+from fastgw.canon.request import Request
+from fastgw.canon.stream import Event, Failure, Finish
 from fastgw.canon.tokens import count_request
-from fastgw.catalog import Catalog
 from fastgw.codecs import passthrough, registry
-from fastgw.codecs.anthropic import inbound as anthropic_request
 from fastgw.codecs.interface import InboundCodec, StreamDecoder, StreamEncoder
-from fastgw.codecs.openai_responses import extension as responses_extension
-from fastgw.codecs.sse import SSEEvent, SSEParser
-from fastgw.config import Config
-from fastgw.errors import GatewayError, NotFound, UpstreamTimeout
-from fastgw.route.failure import classify
-from fastgw.route.table import RouteTable, Target
-from fastgw.server.http import JSON, SSE, Responder
-from fastgw.state.responses import Conversation, ResponseStore
-from fastgw.upstream.client import ANTHROPIC_VERSION, Upstream, Upstreams
+from fastgw.codecs.sse import SSEParser
+from fastgw.errors import GatewayError, UpstreamTimeout
+from fastgw.outcome import Attempt, Outcome
+from fastgw.route.failure import classify, verdict_on
+from fastgw.route.table import Target
+from fastgw.runtime import RoutingState, Runtime
+from fastgw.upstream.client import Upstream
 
-log = logging.getLogger("fastgw")
-
-# Client headers an Anthropic upstream needs to see (F39, F48).
-_ANTHROPIC_FORWARD = ("anthropic-version", "anthropic-beta")
+Headers = list[tuple[bytes, bytes]]
+JSON: Headers = [(b"content-type", b"application/json")]
+SSE: Headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 
 
-class Gateway:
-    """Everything built from one ``Config``; replaced whole on reload."""
+class Sink(Protocol):
+    """Where one HTTP response goes (the server's ``Responder``). ``status`` and ``first_byte_at`` (trio time) are
+    set by ``start``; ``started`` says whether the first byte has gone out."""
 
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self.routes = RouteTable(config)
-        self.catalog = Catalog(tuple(config.models.items()))
-        self.upstreams = Upstreams(config.providers, config.timeouts)
-        self.responses = ResponseStore(config.data_dir, config.responses_ttl)
+    started: bool
+    status: int
+    first_byte_at: float | None
 
-    async def aclose(self) -> None:
-        await self.upstreams.aclose()
+    async def start(self, status: int, headers: Headers) -> None: ...
+    async def write(self, data: bytes) -> None: ...
+    async def end(self, data: bytes = b"") -> None: ...
+    async def respond(self, status: int, headers: Headers, body: bytes) -> None: ...
 
-    async def handle(self, dialect: str, headers: dict[str, str], body: bytes, out: Responder) -> None:
-        """Serve one model request from a client speaking ``dialect``.
+
+class Caller(msgspec.Struct, frozen=True, kw_only=True):
+    """Who is calling. ``principal`` names the gateway key once keys exist; None is anonymous."""
+
+    principal: str | None = None
+    address: str | None = None
+
+
+def identify(headers: Mapping[str, str], address: str | None) -> Caller:
+    """The caller of a request. Anonymous for now: the governance issue checks gateway keys and allowlists here."""
+    return Caller(address=address)
+
+
+class Plan(msgspec.Struct, kw_only=True):
+    """Where a request goes and what it sends (``request`` is None on the passthrough)."""
+
+    target: Target
+    upstream: Upstream
+    model: str
+    stream: bool
+    request: Request | None = None
+    body: bytes = b""
+    context: object = None
+    estimate: int = 0
+
+
+async def send_error(out: Sink, inbound: InboundCodec, error: GatewayError) -> None:
+    """``error`` in the client's dialect: an error response, or, once the response began, a terminal in-stream
+    error event (F3, F10)."""
+    if out.started:
+        await out.write(inbound.stream_encoder(None).fail(error))
+        await out.end()
+        return
+    status, headers, body = inbound.encode_error(error)
+    await out.respond(status, headers, body)
+
+
+class Pipeline:
+    """Serves model requests over a ``Runtime``."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.sources = runtime.services.sources
+
+    async def handle(
+        self, dialect: Dialect, headers: Mapping[str, str], body: bytes, out: Sink, address: str | None = None
+    ) -> Outcome:
+        """Serve one model request from a client speaking ``dialect``; never raises a ``GatewayError`` (it is
+        rendered for the client) and always records an ``Outcome``, which it returns."""
+        arrived = trio.current_time()
+        state = self.runtime.state  # this request finishes on the config it started with
+        inbound = registry.INBOUND[dialect]
+        outcome = Outcome(id=self.sources.new_id("req"), started_at=self.sources.now(), dialect=dialect)
+        try:
+            caller = identify(headers, address)
+            outcome.principal = caller.principal
+            plan = await self._plan(state, inbound, headers, body, outcome)
+            with trio.move_on_after(state.config.timeouts.total) as deadline:
+                if plan.request is None:
+                    await self._passthrough(plan, headers, body, out, outcome)
+                else:
+                    await self._translate(plan, inbound, headers, out, outcome)
+            if deadline.cancelled_caught:
+                total = state.config.timeouts.total
+                raise UpstreamTimeout(f"upstream {plan.upstream.name} exceeded the total deadline ({total:g}s)")
+        except GatewayError as error:
+            outcome.error = type(error).__name__
+            await send_error(out, inbound, error)
+        except trio.Cancelled:
+            outcome.error = "client_gone"
+            raise
+        finally:
+            outcome.status = out.status
+            outcome.ttfb = None if out.first_byte_at is None else out.first_byte_at - arrived
+            outcome.duration = trio.current_time() - arrived
+            self.runtime.services.recorder.record(outcome)
+        return outcome
+
+    async def _plan(
+        self, state: RoutingState, inbound: InboundCodec, headers: Mapping[str, str], body: bytes, outcome: Outcome
+    ) -> Plan:
+        """Route the request and, unless it passes through, decode and encode it for its target."""
+        peek = passthrough.peek(body)
+        outcome.model, outcome.stream = peek.model, peek.stream
+        outcome.session_id = next((headers[h] for h in inbound.session_headers if h in headers), None)
+        target = state.routes.resolve(peek.model)
+        upstream = state.upstreams[target.provider]
+        outcome.provider, outcome.upstream_model = upstream.name, target.model
+        outcome.upstream_dialect = upstream.codec.dialect
+        plan = Plan(target=target, upstream=upstream, model=peek.model, stream=peek.stream)
+        if upstream.codec.dialect == inbound.dialect:
+            outcome.passthrough = True
+            return plan
+        request = inbound.decode(body)
+        request.session_id = request.session_id or outcome.session_id
+        outcome.session_id = request.session_id
+        await self.runtime.services.continuations.resume(request)
+        estimate = count_request(request)
+        info = state.catalog.lookup(target.model)
+        encoded = upstream.codec.encode(request, target.model, info, estimate, target.efforts)
+        plan.request, plan.body, plan.context, plan.estimate = request, encoded.body, encoded.names, estimate
+        return plan
+
+    @asynccontextmanager
+    async def _attempt(
+        self, upstream: Upstream, model: str, body: bytes, headers: list[tuple[str, str]], outcome: Outcome
+    ) -> AsyncIterator[httpx.Response]:
+        """Call ``upstream`` once; yield its 2xx response with the body unread.
+
+        Every try is an ``Attempt`` in the outcome, with the verdict on its failure (the routing issue fails over
+        on ``retryable`` and cools down keys and targets from the same verdict).
 
         Raises:
-            GatewayError: anything that fails before the first byte reached the client.
+            GatewayError: the upstream failed before its response head, or answered an error status.
         """
-        peek = anthropic_request.peek(body)
-        target = self.routes.resolve(peek.model)
-        upstream = self.upstreams[target.provider]
-        if upstream.spec.dialect == dialect:
-            await self._passthrough(dialect, upstream, target, peek.model, peek.stream, headers, body, out)
-            return
-        inbound = registry.INBOUND[Dialect(dialect)]
-        request = inbound.decode(body)
-        request.session_id = request.session_id or headers.get("x-claude-code-session-id") or headers.get("session-id")
-        store = _stored(request)
-        if store is not None and store.previous_response_id:
-            await self._continue(request, store.previous_response_id)
-        codec = registry.UPSTREAM[upstream.spec.dialect]
-        estimate = count_request(request)
-        info = self.catalog.lookup(target.model)
-        upstream_body, context = codec.encode(request, target.model, info, estimate, target.efforts)
-        with trio.move_on_after(self.config.timeouts.total) as deadline:
-            async with upstream.post(upstream_body, []) as response:
-                await _raise_for_status(upstream, response)
-                if not request.stream:
-                    canonical = codec.decode(await upstream.read(response), context, peek.model, estimate)
-                    encoded = inbound.encode(canonical, request)
-                    if store is not None and store.store:  # stored before the client can ask for it
-                        await self._remember(_response_id(encoded), encoded, request, canonical)
-                    await out.respond(200, JSON, encoded)
-                    return
-                decoder = codec.stream_decoder(context, peek.model, estimate)
-                encoder = inbound.stream_encoder(request)
-                if store is None or not store.store:
-                    await _relay(upstream, response, decoder, encoder, out)
-                    return
-                tape = _Tape(decoder)
-
-                async def remember() -> None:
-                    canonical = collect(tape.events)
-                    canonical.id = getattr(encoder, "response_id", canonical.id)
-                    await self._remember(canonical.id, inbound.encode(canonical, request), request, canonical)
-
-                await _relay(upstream, response, tape, encoder, out, before_finish=remember)
-        if deadline.cancelled_caught:
-            await _late_error(out, inbound, UpstreamTimeout(f"upstream {upstream.name} exceeded the total deadline"))
-
-    async def _continue(self, request: Request, previous: str) -> None:
-        """``previous_response_id``: the stored conversation goes in front of this request's input."""
-        stored = await self.responses.get(previous)
-        if stored is None:
-            raise NotFound(f"previous response {previous!r} not found (or expired)", param="previous_response_id")
-        conversation = stored[1]
-        request.messages = [*conversation.messages, *request.messages]
-        request.system = request.system or conversation.system
-
-    async def _remember(self, response_id: str, body: bytes, request: Request, response: Response) -> None:
-        """Store a finished response (after its last byte reached the client) for continuation and GET."""
-        turn = Message(role="assistant", parts=response.parts)
-        await self.responses.put(response_id, body, Conversation(request.system, [*request.messages, turn]))
-
-    async def stored_response(self, response_id: str, out: Responder, *, delete: bool = False) -> None:
-        """``GET`` / ``DELETE /v1/responses/{id}``."""
-        if delete:
-            if not await self.responses.delete(response_id):
-                raise NotFound(f"response {response_id!r} not found")
-            await out.respond(200, JSON, _deleted(response_id))
-            return
-        stored = await self.responses.get(response_id)
-        if stored is None:
-            raise NotFound(f"response {response_id!r} not found (or expired)")
-        await out.respond(200, JSON, stored[0])
-
-    async def count_tokens(self, body: bytes, out: Responder) -> None:
-        """``POST /v1/messages/count_tokens``, answered locally with an over-estimate (F42)."""
-        request = anthropic_request.to_canon(body, count_only=True)
-        self.routes.resolve(request.model)
-        await out.respond(200, JSON, b'{"input_tokens":%d}' % count_request(request))
+        attempt = Attempt(provider=upstream.name, model=model)
+        outcome.attempts.append(attempt)
+        began = trio.current_time()
+        try:
+            async with upstream.post(body, headers) as response:
+                attempt.status = response.status_code
+                attempt.duration = trio.current_time() - began
+                if response.status_code >= 400:
+                    error_body = await upstream.read(response)
+                    verdict = classify(
+                        response.status_code, error_body, response.headers, upstream.name, now=self.sources.now()
+                    )
+                    attempt.error, attempt.retryable = type(verdict.error).__name__, verdict.retryable
+                    raise verdict.error
+                yield response
+        except GatewayError as error:
+            if attempt.error is None:
+                attempt.error, attempt.retryable = type(error).__name__, verdict_on(error).retryable
+            if attempt.status is None:
+                attempt.duration = trio.current_time() - began
+            raise
 
     async def _passthrough(
-        self,
-        dialect: str,
-        upstream: Upstream,
-        target: Target,
-        model: str,
-        stream: bool,
-        headers: dict[str, str],
-        body: bytes,
-        out: Responder,
+        self, plan: Plan, headers: Mapping[str, str], body: bytes, out: Sink, outcome: Outcome
     ) -> None:
         """Same dialect both sides: only ``model`` (and auth) change; a success is relayed byte for byte.
 
         Upstream errors are re-rendered through the dialect's own codec rather than forwarded raw: same type and
-        status, but the message passes ``route.failure.redact`` (OpenAI echoes parts of a bad key).
+        status, but the message passes redaction (OpenAI echoes parts of a bad key).
         """
-        forward: list[tuple[str, str]] = []
-        if dialect == "anthropic":
-            forward = [(k, headers[k]) for k in _ANTHROPIC_FORWARD if k in headers]
-            if "anthropic-version" not in headers:
-                forward.append(("anthropic-version", ANTHROPIC_VERSION))  # F48
-        body = passthrough.swap_model(body, target.model, model)
-        inbound = registry.INBOUND[Dialect(dialect)]
-        with trio.move_on_after(self.config.timeouts.total) as deadline:
-            async with upstream.post(body, forward) as response:
-                await _raise_for_status(upstream, response)
-                if not stream:
-                    content_type = response.headers.get("content-type", "application/json").encode()
-                    await out.respond(200, [(b"content-type", content_type)], await upstream.read(response))
-                    return
-                cutter = passthrough.FrameCutter()
-                try:
-                    async with aclosing(upstream.chunks(response)) as chunks:
-                        async for chunk in chunks:
-                            frames = cutter.feed(chunk)
-                            if frames:
-                                if not out.started:
-                                    await out.start(200, SSE)
-                                await out.write(frames)
-                except GatewayError as error:
-                    await _late_error(out, inbound, error)
-                    return
-                if not out.started:
-                    await out.start(200, SSE)
-                await out.end()
-        if deadline.cancelled_caught:
-            await _late_error(out, inbound, UpstreamTimeout(f"upstream {upstream.name} exceeded the total deadline"))
+        upstream, codec = plan.upstream, plan.upstream.codec
+        body = passthrough.swap_model(body, plan.target.model, plan.model)
+        tap = codec.usage_tap(plan.stream)
+        async with self._attempt(upstream, plan.target.model, body, codec.forward(headers), outcome) as response:
+            if not plan.stream:
+                data = await upstream.read(response)
+                tap.feed(data)
+                outcome.usage = tap.usage
+                content_type = response.headers.get("content-type", "application/json").encode()
+                await out.respond(200, [(b"content-type", content_type)], data)
+                return
+            cutter = passthrough.FrameCutter()
+            try:
+                async with aclosing(upstream.chunks(response)) as chunks:
+                    async for chunk in chunks:
+                        frames = cutter.feed(chunk)
+                        if frames:
+                            if not out.started:
+                                await out.start(200, SSE)
+                            tap.feed(frames)
+                            await out.write(frames)
+            finally:
+                outcome.usage = tap.usage
+            if not out.started:
+                await out.start(200, SSE)
+            await out.end()
 
+    async def _translate(
+        self, plan: Plan, inbound: InboundCodec, headers: Mapping[str, str], out: Sink, outcome: Outcome
+    ) -> None:
+        """Different dialects: the encoded request goes up; the answer comes back through the canonical form."""
+        request = plan.request
+        assert request is not None
+        upstream, codec = plan.upstream, plan.upstream.codec
+        keeper = self.runtime.services.continuations.keeper(request, inbound, self.sources)
+        async with self._attempt(upstream, plan.target.model, plan.body, codec.forward(headers), outcome) as response:
+            if not request.stream:
+                data = await upstream.read(response)
+                canonical = codec.decode(data, plan.context, plan.model, plan.estimate, self.sources)
+                outcome.usage = canonical.usage
+                encoded = inbound.encode(canonical, request, self.sources)
+                if keeper is not None:  # stored before the client can ask for it
+                    await keeper.whole(encoded, canonical)
+                await out.respond(200, JSON, encoded)
+                return
+            decoder = codec.stream_decoder(plan.context, plan.model, plan.estimate, self.sources)
+            encoder = inbound.stream_encoder(request, self.sources)
+            before_finish: Callable[[], Awaitable[None]] | None = None
+            if keeper is not None:
+                decoder = keeper.tap(decoder)
+                response_id: str = getattr(encoder, "response_id", "")
 
-class _IdOnly(msgspec.Struct):
-    id: str = ""
+                async def before_finish() -> None:
+                    await keeper.before_finish(response_id)
 
-
-_id_decoder = msgspec.json.Decoder(_IdOnly)
-_extension_decoder = msgspec.json.Decoder(responses_extension.Extension)
-
-
-def _stored(request: Request) -> responses_extension.Extension | None:
-    """The Responses client's store/continuation wishes, or None for other dialects."""
-    raw = request.extensions.get("openai-responses")
-    return None if raw is None else _extension_decoder.decode(raw)
-
-
-def _response_id(body: bytes) -> str:
-    return _id_decoder.decode(body).id
-
-
-def _deleted(response_id: str) -> bytes:
-    return msgspec.json.encode({"id": response_id, "object": "response.deleted", "deleted": True})
-
-
-class _Tape:
-    """A stream decoder that also keeps the canonical events, for storing the response once it finished."""
-
-    def __init__(self, decoder: StreamDecoder) -> None:
-        self._decoder = decoder
-        self.events: list[Event] = []
-
-    def feed(self, event: SSEEvent) -> list[Event]:
-        events = self._decoder.feed(event)
-        self.events.extend(events)
-        return events
-
-    def close(self) -> list[Event]:
-        events = self._decoder.close()
-        self.events.extend(events)
-        return events
-
-
-async def _raise_for_status(upstream: Upstream, response: httpx.Response) -> None:
-    if response.status_code >= 400:
-        body = await upstream.read(response)
-        raise classify(response.status_code, body, response.headers, upstream.name, now=time.time()).error
+            await _relay(upstream, response, decoder, encoder, out, outcome, before_finish)
 
 
 async def _relay(
@@ -236,13 +261,15 @@ async def _relay(
     response: httpx.Response,
     decoder: StreamDecoder,
     encoder: StreamEncoder,
-    out: Responder,
-    before_finish: Callable[[], Awaitable[None]] | None = None,
+    out: Sink,
+    outcome: Outcome,
+    before_finish: Callable[[], Awaitable[None]] | None,
 ) -> None:
     """Upstream SSE -> canonical events -> client SSE, one upstream chunk at a time (no buffering beyond one event).
 
     ``before_finish`` runs before the bytes that finish the response are written: whatever a client may do the
-    moment it sees the end (fetch or continue a stored response) must already be possible.
+    moment it sees the end (fetch or continue a stored response) must already be possible. A failure after the
+    response began ends it with the encoder's own terminal error event.
     """
     parser = SSEParser()
     await out.start(200, SSE)
@@ -250,10 +277,11 @@ async def _relay(
         async with aclosing(upstream.chunks(response)) as chunks:
             async for chunk in chunks:
                 events = [e for sse in parser.feed(chunk) for e in decoder.feed(sse)]
-                await _emit(events, encoder, out, before_finish)
+                await _emit(events, encoder, out, outcome, before_finish)
         tail = [e for sse in parser.close() for e in decoder.feed(sse)]
-        await _emit(tail + decoder.close(), encoder, out, before_finish)
+        await _emit(tail + decoder.close(), encoder, out, outcome, before_finish)
     except GatewayError as error:
+        outcome.error = type(error).__name__
         await out.write(encoder.fail(error))
     await out.end()
 
@@ -261,17 +289,16 @@ async def _relay(
 async def _emit(
     events: list[Event],
     encoder: StreamEncoder,
-    out: Responder,
+    out: Sink,
+    outcome: Outcome,
     before_finish: Callable[[], Awaitable[None]] | None,
 ) -> None:
-    if before_finish is not None and events and isinstance(events[-1], Finish):
-        await before_finish()
+    if events:
+        last = events[-1]
+        if isinstance(last, Finish):
+            outcome.usage = last.usage
+            if before_finish is not None:
+                await before_finish()
+        elif isinstance(last, Failure):
+            outcome.error = type(last.error).__name__
     await out.write(b"".join([encoder.feed(e) for e in events]))
-
-
-async def _late_error(out: Responder, inbound: InboundCodec, error: GatewayError) -> None:
-    """An error after the response began is an in-stream error event in the client's dialect (F3, F10)."""
-    if not out.started:
-        raise error
-    await out.write(inbound.stream_encoder(None).fail(error))
-    await out.end()

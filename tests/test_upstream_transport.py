@@ -20,9 +20,10 @@ import httpx
 import pytest
 import trio
 
+from fastgw.codecs import registry
 from fastgw.config import Provider, Timeouts
 from fastgw.upstream.client import Upstream
-from fastgw.upstream.transport import Http1Transport
+from fastgw.upstream.transport import Http1Transport, TransportStatistics
 
 LIMIT = 3.0  # no test waits longer than this for anything
 
@@ -220,11 +221,11 @@ async def test_keep_alive_reuses_one_connection_for_three_requests(serve: Serve)
                 response = await fetch(t, server.url(f"/r{i}"))
                 assert response.status_code == 200
                 bodies.append(response.content)
-                assert t.statistics()["idle"] == 1
+                assert t.statistics().idle == 1
             assert bodies == [b"one", b"two", b"three"]
             assert len(server.peers) == 1
             assert [r.split(b" ", 2)[1] for r in server.requests] == [b"/r0", b"/r1", b"/r2"]
-            assert t.statistics() == {"opened": 1, "reused": 2, "idle": 1}
+            assert t.statistics() == TransportStatistics(opened=1, reused=2, idle=1)
 
 
 async def test_transport_aclose_closes_idle_connections(serve: Serve) -> None:
@@ -232,9 +233,9 @@ async def test_transport_aclose_closes_idle_connections(serve: Serve) -> None:
         server = await serve(keep_alive(ok(b"x")))
         async with transport() as t:
             await fetch(t, server.url())
-            assert t.statistics()["idle"] == 1
+            assert t.statistics().idle == 1
         await server.peers[0].eof.wait()
-        assert t.statistics()["idle"] == 0
+        assert t.statistics().idle == 0
 
 
 async def test_connection_close_response_is_not_reused(serve: Serve) -> None:
@@ -248,12 +249,12 @@ async def test_connection_close_response_is_not_reused(serve: Serve) -> None:
         async with transport() as t:
             first = await fetch(t, server.url())
             assert first.content == b"bye"
-            assert t.statistics()["idle"] == 0
+            assert t.statistics().idle == 0
             await server.peers[0].eof.wait()
             second = await fetch(t, server.url())
             assert second.content == b"bye"
             assert len(server.peers) == 2
-            assert t.statistics() == {"opened": 2, "reused": 0, "idle": 0}
+            assert t.statistics() == TransportStatistics(opened=2, reused=0, idle=0)
 
 
 async def test_http10_response_body_is_read_to_eof(serve: Serve) -> None:
@@ -273,7 +274,7 @@ async def test_http10_response_body_is_read_to_eof(serve: Serve) -> None:
             response = await fetch(t, server.url())
             assert response.status_code == 200
             assert response.content == b"".join(pieces)
-            assert t.statistics() == {"opened": 1, "reused": 0, "idle": 0}
+            assert t.statistics() == TransportStatistics(opened=1, reused=0, idle=0)
 
 
 async def test_http10_with_content_length_is_not_kept_alive(serve: Serve) -> None:
@@ -287,7 +288,7 @@ async def test_http10_with_content_length_is_not_kept_alive(serve: Serve) -> Non
         async with transport() as t:
             response = await fetch(t, server.url())
             assert response.content == b"ok"
-            assert t.statistics()["idle"] == 0
+            assert t.statistics().idle == 0
             await server.peers[0].eof.wait()
 
 
@@ -298,7 +299,7 @@ async def test_idle_connection_expires(serve: Serve) -> None:
             await fetch(t, server.url())
             await trio.sleep(0.1)
             assert (await fetch(t, server.url())).content == b"b"
-            assert t.statistics()["opened"] == 2
+            assert t.statistics().opened == 2
             await server.peers[0].eof.wait()  # the expired one was closed
 
 
@@ -311,7 +312,7 @@ async def test_pool_keeps_at_most_max_idle_per_origin(serve: Serve) -> None:
             for response in (one, two):
                 await response.aread()
                 await response.aclose()
-            assert t.statistics() == {"opened": 2, "reused": 0, "idle": 1}
+            assert t.statistics() == TransportStatistics(opened=2, reused=0, idle=1)
             await server.peers[1].eof.wait()  # the second to come back found the pool full
 
 
@@ -327,7 +328,7 @@ async def test_bytes_after_the_body_prevent_reuse(serve: Serve) -> None:
         server = await serve(handler)
         async with transport() as t:
             assert (await fetch(t, server.url())).content == b"ok"
-            assert t.statistics()["idle"] == 0
+            assert t.statistics().idle == 0
             await server.peers[0].eof.wait()
 
 
@@ -366,7 +367,7 @@ async def test_chunked_stream_arrives_incrementally(serve: Serve) -> None:
             assert pieces[0] == b"data: 1\n\n"
             assert b"".join(pieces) == b"data: 1\n\n" + b"".join(later)
             assert len(pieces) >= 3  # delayed chunks are relayed as they come, not batched to the end
-            assert t.statistics()["idle"] == 1
+            assert t.statistics().idle == 1
 
 
 async def test_response_head_and_body_in_tiny_pieces(serve: Serve) -> None:
@@ -388,7 +389,7 @@ async def test_response_head_and_body_in_tiny_pieces(serve: Serve) -> None:
             assert response.headers["x-a"] == "1"
             assert response.content == b"hello world"
             assert (await fetch(t, server.url())).content == b"again"
-            assert t.statistics()["opened"] == 1
+            assert t.statistics().opened == 1
 
 
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
@@ -405,9 +406,9 @@ async def test_large_body(framing: str, serve: Serve) -> None:
             response = await fetch(t, server.url())
             assert len(response.content) == len(body)
             assert response.content == body
-            assert t.statistics()["idle"] == 1
+            assert t.statistics().idle == 1
             assert (await fetch(t, server.url())).content == b"next"
-            assert t.statistics()["opened"] == 1
+            assert t.statistics().opened == 1
 
 
 @pytest.mark.parametrize(
@@ -427,9 +428,9 @@ async def test_empty_body_on_a_kept_alive_connection(head: bytes, serve: Serve) 
             with trio.fail_after(1):  # well under the read timeout: an empty body must not wait for data
                 response = await fetch(t, server.url())
             assert response.content == b""
-            assert t.statistics()["idle"] == 1
+            assert t.statistics().idle == 1
             assert (await fetch(t, server.url())).content == b"after"
-            assert t.statistics() == {"opened": 1, "reused": 1, "idle": 1}
+            assert t.statistics() == TransportStatistics(opened=1, reused=1, idle=1)
 
 
 async def test_head_request_has_no_body(serve: Serve) -> None:
@@ -442,7 +443,7 @@ async def test_head_request_has_no_body(serve: Serve) -> None:
             assert response.content == b""
             assert response.headers["content-length"] == "5"
             assert (await fetch(t, server.url())).content == b"after"
-            assert t.statistics()["opened"] == 1
+            assert t.statistics().opened == 1
 
 
 # --- early close ----------------------------------------------------------------------------------------------------
@@ -463,12 +464,12 @@ async def test_caller_stopping_early_closes_the_connection(serve: Serve) -> None
                     assert await body.__anext__() == b"first"
             finally:
                 await response.aclose()
-            assert t.statistics()["idle"] == 0
+            assert t.statistics().idle == 0
             await server.peers[0].eof.wait()
             # the next request gets a fresh connection (the half-read one was not pooled)
             other = await serve(keep_alive(ok(b"fresh")))
             assert (await fetch(t, other.url())).content == b"fresh"
-            assert t.statistics()["reused"] == 0
+            assert t.statistics().reused == 0
 
 
 async def test_closing_an_unread_response_closes_the_connection(serve: Serve) -> None:
@@ -482,7 +483,7 @@ async def test_closing_an_unread_response_closes_the_connection(serve: Serve) ->
         async with transport() as t:
             response = await t.handle_async_request(request(server.url()))
             await response.aclose()
-            assert t.statistics()["idle"] == 0
+            assert t.statistics().idle == 0
             await server.peers[0].eof.wait()
 
 
@@ -508,15 +509,15 @@ async def test_idle_connection_closed_by_server_is_retried_transparently(how: st
         server = await serve(handler)
         async with transport() as t:
             assert (await fetch(t, server.url())).content == b"first"
-            assert t.statistics()["idle"] == 1
+            assert t.statistics().idle == 1
             await closed.wait()
             await trio.sleep(0.05)  # let the FIN / RST reach the client's socket
             response = await fetch(t, server.url())
             assert response.status_code == 200
             assert response.content == b"second"
             assert len(server.peers) == 2
-            assert t.statistics()["opened"] == 2
-            assert t.statistics()["idle"] == 1
+            assert t.statistics().opened == 2
+            assert t.statistics().idle == 1
 
 
 async def test_fresh_connection_closed_without_response_is_an_error(serve: Serve) -> None:
@@ -531,7 +532,7 @@ async def test_fresh_connection_closed_without_response_is_an_error(serve: Serve
             with pytest.raises(httpx.RemoteProtocolError):
                 await fetch(t, server.url())
             assert len(server.requests) == 1
-            assert t.statistics() == {"opened": 1, "reused": 0, "idle": 0}
+            assert t.statistics() == TransportStatistics(opened=1, reused=0, idle=0)
 
 
 async def test_reused_connection_failing_after_response_bytes_is_not_retried(serve: Serve) -> None:
@@ -591,7 +592,7 @@ async def test_body_cut_short_raises_remote_protocol_error(partial_response: byt
             finally:
                 await response.aclose()
             assert b"".join(pieces) == b"hello"
-            assert t.statistics()["idle"] == 0
+            assert t.statistics().idle == 0
 
 
 async def test_body_reset_mid_stream_raises_read_error(serve: Serve) -> None:
@@ -610,7 +611,7 @@ async def test_body_reset_mid_stream_raises_read_error(serve: Serve) -> None:
                     await response.aread()
             finally:
                 await response.aclose()
-            assert t.statistics()["idle"] == 0
+            assert t.statistics().idle == 0
 
 
 async def test_malformed_chunk_raises_remote_protocol_error(serve: Serve) -> None:
@@ -628,7 +629,7 @@ async def test_malformed_chunk_raises_remote_protocol_error(serve: Serve) -> Non
                     await response.aread()
             finally:
                 await response.aclose()
-            assert t.statistics()["idle"] == 0
+            assert t.statistics().idle == 0
             await server.peers[0].eof.wait()
 
 
@@ -643,7 +644,7 @@ async def test_garbage_response_head_raises_remote_protocol_error(serve: Serve) 
         async with transport() as t:
             with pytest.raises(httpx.RemoteProtocolError):
                 await t.handle_async_request(request(server.url()))
-            assert t.statistics()["idle"] == 0
+            assert t.statistics().idle == 0
 
 
 @pytest.mark.parametrize(
@@ -671,7 +672,7 @@ async def test_bad_content_length_is_a_protocol_error(fields: bytes, serve: Serv
                     await response.aread()
                 finally:
                     await response.aclose()
-            assert t.statistics()["idle"] == 0
+            assert t.statistics().idle == 0
             with trio.fail_after(0.5):
                 await server.peers[0].eof.wait()
 
@@ -716,7 +717,7 @@ async def test_stale_retry_happens_only_once(serve: Serve) -> None:
                 await fetch(t, server.url())
             assert len(server.peers) == 2
             assert len(server.requests) == 2  # the original, and one retry on a fresh connection
-            assert t.statistics()["idle"] == 0
+            assert t.statistics().idle == 0
 
 
 async def test_silent_server_raises_read_timeout(serve: Serve) -> None:
@@ -731,7 +732,7 @@ async def test_silent_server_raises_read_timeout(serve: Serve) -> None:
             with pytest.raises(httpx.ReadTimeout):
                 await t.handle_async_request(request(server.url(), read=0.1))
             assert trio.current_time() - start < 1.0
-            assert t.statistics()["idle"] == 0
+            assert t.statistics().idle == 0
 
 
 async def test_server_silent_mid_body_raises_read_timeout(serve: Serve) -> None:
@@ -749,7 +750,7 @@ async def test_server_silent_mid_body_raises_read_timeout(serve: Serve) -> None:
                     await response.aread()
             finally:
                 await response.aclose()
-            assert t.statistics()["idle"] == 0
+            assert t.statistics().idle == 0
 
 
 async def test_connect_refused_raises_connect_error() -> None:
@@ -761,7 +762,7 @@ async def test_connect_refused_raises_connect_error() -> None:
         async with transport() as t:
             with pytest.raises(httpx.ConnectError):
                 await t.handle_async_request(request(f"http://127.0.0.1:{port}/"))
-            assert t.statistics() == {"opened": 0, "reused": 0, "idle": 0}
+            assert t.statistics() == TransportStatistics(opened=0, reused=0, idle=0)
 
 
 # --- through Upstream -----------------------------------------------------------------------------------------------
@@ -786,13 +787,15 @@ async def test_upstream_sends_identity_encoding_and_key(
             keys=["sk-secret-key-123"],
             headers={"x-provider-extra": "yes"},
         )
-        upstream = Upstream("p", spec, Timeouts(connect=LIMIT, first_byte=LIMIT, idle=LIMIT, total=LIMIT))
+        transport = Http1Transport()
+        timeouts = Timeouts(connect=LIMIT, first_byte=LIMIT, idle=LIMIT, total=LIMIT)
+        upstream = Upstream("p", spec, registry.UPSTREAM[spec.dialect], timeouts, transport)
         try:
             async with upstream.post(body, [("x-request-id", "abc")]) as response:
                 assert response.status_code == 200
                 assert await upstream.read(response) == b'{"ok":true}'
         finally:
-            await upstream.aclose()
+            await transport.aclose()
     [raw] = server.requests
     head, _, sent_body = raw.partition(b"\r\n\r\n")
     request_line, *header_lines = head.split(b"\r\n")

@@ -1,4 +1,4 @@
-"""The same-dialect fast path: swap ``model``, forward everything else byte for byte.
+"""The same-dialect fast path: peek at ``model`` and ``stream``, swap ``model``, forward everything else byte for byte.
 
 Only the top level of the body is decoded (as ``dict[str, Raw]``), so nested JSON keeps its exact bytes, and when
 the model name does not change the body is not touched at all. ``FrameCutter`` forwards a stream in whole SSE frames
@@ -19,9 +19,32 @@ from fastgw.codecs.openai_chat import wire as chat_wire
 from fastgw.codecs.openai_responses import response as responses_response
 from fastgw.codecs.openai_responses import wire as responses_wire
 from fastgw.codecs.sse import SSEParser
+from fastgw.errors import invalid
 
 _top_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _encoder = msgspec.json.Encoder()
+
+
+class Peek(msgspec.Struct):
+    """The fields a routing decision needs (the same in all three dialects); decoding this skips everything else."""
+
+    model: str
+    stream: bool = False
+
+
+_peek_decoder = msgspec.json.Decoder(Peek)
+
+
+def peek(body: bytes) -> Peek:
+    """Decode only ``model`` and ``stream``.
+
+    Raises:
+        InvalidRequest: the body is not JSON or lacks a string ``model``.
+    """
+    try:
+        return _peek_decoder.decode(body)
+    except msgspec.DecodeError as error:
+        raise invalid(error) from None
 
 
 def swap_model(body: bytes, model: str, current: str) -> bytes:

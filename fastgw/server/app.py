@@ -1,4 +1,5 @@
-"""The ASGI application: lifespan, dispatch on path (the path fixes the inbound dialect), and the error boundary.
+"""The ASGI application: lifespan (the worker's background nursery), dispatch on path (the path fixes the client's
+dialect, ``fastgw.codecs.registry``), and the error boundary.
 
 Every failure a client can cause or meet is rendered in the dialect of the path it called; an unexpected exception
 is logged with its traceback here and answered with a generic 500, never shown to the client.
@@ -8,38 +9,31 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 
-import msgspec
 import trio
 
 from fastgw import config as config_module
+from fastgw.canon.sources import SYSTEM, Sources
 from fastgw.codecs import registry
-from fastgw.codecs.interface import InboundCodec
 from fastgw.errors import GatewayError, NotFound
-from fastgw.pipeline import Gateway
-from fastgw.server.http import JSON, ClientGone, Receive, Responder, Scope, Send, read_body, watch_disconnect
+from fastgw.pipeline import JSON, Pipeline, send_error
+from fastgw.runtime import Runtime
+from fastgw.server import handlers
+from fastgw.server.http import ClientGone, Receive, Responder, Scope, Send, read_body, watch_disconnect
 
 log = logging.getLogger("fastgw")
-_encoder = msgspec.json.Encoder()
-_STARTED = int(time.time())
 _STORED = "/v1/responses/"
-# POST path -> the client dialect it speaks (or the local count_tokens handler).
-_MODEL_PATHS = {
-    "/v1/messages": "anthropic",
-    "/v1/messages/count_tokens": "count_tokens",
-    "/v1/chat/completions": "openai-chat",
-    "/v1/responses": "openai-responses",
-}
+_COUNT_TOKENS = "/v1/messages/count_tokens"
 
 
 class App:
-    """ASGI 3 callable. ``ready`` is true between lifespan startup and shutdown (``/readyz``)."""
+    """ASGI 3 callable over one worker's ``Runtime``. ``ready`` is true between lifespan startup and shutdown."""
 
-    def __init__(self, config: config_module.Config) -> None:
-        self.config = config
-        self.gateway = Gateway(config)
+    def __init__(self, config: config_module.Config, *, sources: Sources = SYSTEM) -> None:
+        self.runtime = Runtime(config, sources=sources)
+        self.pipeline = Pipeline(self.runtime)
         self.ready = False
+        self._started = sources.timestamp()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -49,91 +43,76 @@ class App:
             await self._lifespan(receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                self.ready = True
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                self.ready = False
-                await self.gateway.aclose()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        """Startup opens the worker's background nursery; shutdown (after in-flight requests drained) lets its
+        services finish (the recorder drains) and closes the pools."""
+        message = await receive()
+        if message["type"] != "lifespan.startup":
+            return
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.runtime.run)
+            self.ready = True
+            await send({"type": "lifespan.startup.complete"})
+            while (await receive())["type"] != "lifespan.shutdown":
+                pass
+            self.ready = False
+            await self.runtime.aclose()
+        await send({"type": "lifespan.shutdown.complete"})
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         method: str = scope["method"]
+        headers = _headers(scope)
         out = Responder(send)
-        # The path fixes the client's dialect, and so the shape of every error it gets.
-        inbound = registry.INBOUND[registry.dialect_of(path, _headers(scope))]
+        inbound = registry.INBOUND[registry.dialect_of(path, headers)]
         try:
-            if path.startswith(_STORED) and method in ("GET", "DELETE"):
-                await self.gateway.stored_response(path[len(_STORED) :], out, delete=method == "DELETE")
+            if method == "GET" or (method == "DELETE" and path.startswith(_STORED)):
+                await self._local(method, path, headers, out)
                 return
-            if method == "GET":
-                await self._get(path, scope, out)
-                return
-            handler = _MODEL_PATHS.get(path) if method == "POST" else None
-            if handler is None:
+            dialect = registry.MODEL_PATHS.get(path) if method == "POST" else None
+            if dialect is None and not (method == "POST" and path == _COUNT_TOKENS):
                 raise NotFound(f"no route for {method} {path}")
-            body = await read_body(receive, self.config.max_body_bytes)
+            body = await read_body(receive, self.runtime.state.config.max_body_bytes)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(watch_disconnect, receive, nursery.cancel_scope)
-                try:
-                    if handler == "count_tokens":
-                        await self.gateway.count_tokens(body, out)
-                    else:
-                        await self.gateway.handle(handler, _headers(scope), body, out)
-                except GatewayError as error:
-                    await _error(out, inbound, error)
+                if dialect is None:
+                    try:
+                        await handlers.count_tokens(self.runtime, body, out)
+                    except GatewayError as error:
+                        await send_error(out, inbound, error)
+                else:
+                    client = scope.get("client")
+                    await self.pipeline.handle(dialect, headers, body, out, client[0] if client else None)
                 nursery.cancel_scope.cancel()
         except ClientGone:
             return
         except GatewayError as error:
-            await _error(out, inbound, error)
+            await send_error(out, inbound, error)
         except Exception:
             log.exception("internal error serving %s %s", method, path)
-            await _error(out, inbound, GatewayError("internal gateway error"))
+            await send_error(out, inbound, GatewayError("internal gateway error"))
 
-    async def _get(self, path: str, scope: Scope, out: Responder) -> None:
-        if path == "/healthz":
+    async def _local(self, method: str, path: str, headers: dict[str, str], out: Responder) -> None:
+        if path.startswith(_STORED):
+            await handlers.stored_response(self.runtime, path[len(_STORED) :], out, delete=method == "DELETE")
+        elif path == "/healthz":
             await out.respond(200, JSON, b'{"status":"ok"}')
         elif path == "/readyz":
             status = 200 if self.ready else 503
             await out.respond(status, JSON, b'{"ready":%s}' % (b"true" if self.ready else b"false"))
         elif path == "/v1/models":
-            await out.respond(200, JSON, self._models(anthropic="anthropic-version" in _headers(scope)))
+            await handlers.models(self.runtime, out, anthropic="anthropic-version" in headers, created=self._started)
         else:
             raise NotFound(f"no route for GET {path}")
-
-    def _models(self, *, anthropic: bool) -> bytes:
-        ids = self.gateway.routes.models()
-        if anthropic:
-            created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(_STARTED))
-            listing = [{"type": "model", "id": i, "display_name": i, "created_at": created} for i in ids]
-            first, last = (ids[0], ids[-1]) if ids else (None, None)
-            return _encoder.encode({"data": listing, "has_more": False, "first_id": first, "last_id": last})
-        models = [{"id": i, "object": "model", "created": _STARTED, "owned_by": "fastgw"} for i in ids]
-        return _encoder.encode({"object": "list", "data": models})
 
 
 def _headers(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
 
 
-async def _error(out: Responder, inbound: InboundCodec, error: GatewayError) -> None:
-    if out.started:
-        await out.write(inbound.stream_encoder(None).fail(error))
-        await out.end()
-        return
-    status, headers, body = inbound.encode_error(error)
-    await out.respond(status, headers, body)
-
-
 def app_from_env() -> App:
     """The app a worker process builds: ``FASTGW_CONFIG`` names a TOML file, else the environment alone."""
+    from fastgw.logs import configure_logging
     from fastgw.server import coalesce
-    from fastgw.server.serve import configure_logging
 
     configure_logging()
     coalesce.install()  # spawned workers build their protocol classes here, not in the parent

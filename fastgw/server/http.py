@@ -15,9 +15,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
 
-JSON = [(b"content-type", b"application/json")]
-SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
-
 
 class ClientGone(Exception):
     """The client disconnected; the request's work is cancelled."""
@@ -46,16 +43,21 @@ async def read_body(receive: Receive, limit: int) -> bytes:
 
 
 class Responder:
-    """Writes one HTTP response, whole or streamed, and remembers whether the first byte has gone out."""
+    """Writes one HTTP response, whole or streamed (the pipeline's ``Sink``); remembers its status and when the
+    first byte went out."""
 
-    __slots__ = ("_send", "started")
+    __slots__ = ("_send", "started", "status", "first_byte_at")
 
     def __init__(self, send: Send) -> None:
         self._send = send
         self.started = False
+        self.status = 0
+        self.first_byte_at: float | None = None
 
     async def start(self, status: int, headers: Headers) -> None:
         self.started = True
+        self.status = status
+        self.first_byte_at = trio.current_time()
         await self._send({"type": "http.response.start", "status": status, "headers": headers})
 
     async def write(self, data: bytes) -> None:

@@ -35,15 +35,6 @@ def hypercorn_config(host: str, port: int, workers: int, graceful_timeout: float
     return config
 
 
-def configure_logging() -> None:
-    """Warnings and up from libraries (httpx logs every request at INFO), INFO from fastgw and hypercorn."""
-    if logging.getLogger().handlers:
-        return
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("fastgw").setLevel(logging.INFO)
-    logging.getLogger("hypercorn.error").setLevel(logging.INFO)
-
-
 async def _until_signal() -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for _ in signals:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -40,13 +40,24 @@ CREATE TABLE IF NOT EXISTS responses (
 """
 
 
+class StoreStatistics(msgspec.Struct, frozen=True, kw_only=True):
+    puts: int
+    gets: int
+    hits: int
+
+
 class ResponseStore:
     """Responses by id, in ``<data_dir>/responses.sqlite3``."""
 
-    def __init__(self, data_dir: str, ttl: float) -> None:
+    def __init__(self, data_dir: str, ttl: float, *, now: Callable[[], float]) -> None:
         self.path = Path(data_dir).expanduser() / "responses.sqlite3"
         self.ttl = ttl
+        self._now = now  # the wall clock: expiry times outlive the process
+        self._puts = self._gets = self._hits = 0
         self._local = threading.local()  # one connection per worker thread: sqlite3 objects stay on their thread
+
+    def statistics(self) -> StoreStatistics:
+        return StoreStatistics(puts=self._puts, gets=self._gets, hits=self._hits)
 
     def _db(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
@@ -60,27 +71,30 @@ class ResponseStore:
 
     async def put(self, response_id: str, body: bytes, conversation: Conversation) -> None:
         """Keep ``body`` and ``conversation`` under ``response_id`` for ``ttl`` seconds."""
-        row = (response_id, time.time() + self.ttl, body, _encode(conversation))
+        self._puts += 1
+        row = (response_id, self._now() + self.ttl, body, _encode(conversation))
         await trio.to_thread.run_sync(self._put, row)
 
     def _put(self, row: tuple[str, float, bytes, bytes]) -> None:
         db = self._db()
         db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?)", row)
-        db.execute("DELETE FROM responses WHERE expires < ?", (time.time(),))
+        db.execute("DELETE FROM responses WHERE expires < ?", (row[1] - self.ttl,))
 
     async def get(self, response_id: str) -> tuple[bytes, Conversation] | None:
         """The stored body and conversation, or None if unknown or expired."""
-        row = await trio.to_thread.run_sync(self._get, response_id)
+        self._gets += 1
+        row = await trio.to_thread.run_sync(self._get, response_id, self._now())
         if row is None:
             return None
+        self._hits += 1
         try:
             return bytes(row[0]), _decode(row[1])
         except msgspec.DecodeError:
             return None
 
-    def _get(self, response_id: str) -> tuple[bytes, bytes] | None:
+    def _get(self, response_id: str, now: float) -> tuple[bytes, bytes] | None:
         cursor = self._db().execute(
-            "SELECT body, conversation FROM responses WHERE id = ? AND expires >= ?", (response_id, time.time())
+            "SELECT body, conversation FROM responses WHERE id = ? AND expires >= ?", (response_id, now)
         )
         found: tuple[bytes, bytes] | None = cursor.fetchone()
         return found

@@ -1,24 +1,27 @@
-"""Pooled HTTP clients per provider, and the mapping of transport failures into ``fastgw.errors``.
+"""Providers as the pipeline reaches them: each one's URL and auth over the worker's shared connection pool, and
+the mapping of transport failures into ``fastgw.errors``.
 
-One ``httpx.AsyncClient`` per provider keeps connections alive across requests (no handshake per request). Phase
-timeouts: connect and idle (between body chunks) are httpx's connect/read timeouts; the first-byte deadline is a
-cancel scope around sending the request; the total deadline is the caller's scope around the whole attempt.
+The pool (``Http1Transport``, kept-alive connections per origin) is a long-lived service of the worker; an
+``Upstream`` is per-config routing state that borrows it, so a reload builds new ``Upstreams`` over the same warm
+connections. Phase timeouts: connect and idle (between body chunks) are the transport's connect/read timeouts; the
+first-byte deadline is a cancel scope around sending the request; the total deadline is the caller's scope around
+the whole attempt.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 
 import httpx
+import msgspec
 import trio
 
+from fastgw.canon.dialect import Dialect
+from fastgw.codecs.interface import UpstreamCodec
 from fastgw.config import Provider, Timeouts
 from fastgw.errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout, UpstreamUnavailable
 from fastgw.upstream.transport import Http1Transport
-
-ANTHROPIC_VERSION = "2023-06-01"
-_PATHS = {"openai-chat": "/chat/completions", "openai-responses": "/responses", "anthropic": "/v1/messages"}
 
 
 @contextmanager
@@ -37,37 +40,47 @@ def map_errors(provider: str) -> Iterator[None]:
         raise UpstreamError(f"upstream {provider} failed: {type(error).__name__}") from None
 
 
-class Upstream:
-    """One provider: its URL, auth and connection pool."""
+def endpoint(base_url: str, path: str) -> str:
+    """The request URL: ``base_url`` plus the dialect's path, without doubling a ``/v1`` the base already has."""
+    base = base_url.rstrip("/")
+    if base.endswith("/v1") and path.startswith("/v1/"):
+        path = path.removeprefix("/v1")
+    return base + path
 
-    def __init__(self, name: str, spec: Provider, timeouts: Timeouts) -> None:
+
+class UpstreamStatistics(msgspec.Struct, frozen=True, kw_only=True):
+    requests: int
+    failures: int
+
+
+class Upstream:
+    """One provider of one config: its URL, auth and the codec of its dialect, over the shared pool."""
+
+    def __init__(
+        self, name: str, spec: Provider, codec: UpstreamCodec, timeouts: Timeouts, transport: Http1Transport
+    ) -> None:
         self.name = name
         self.spec = spec
+        self.codec = codec
         self.timeouts = timeouts
-        base = spec.base_url.rstrip("/")
-        path = _PATHS[spec.dialect]
-        if spec.dialect == "anthropic" and base.endswith("/v1"):
-            path = path.removeprefix("/v1")
-        self.url = base + path
-        self._auth: list[tuple[str, str]] = []
-        if spec.keys:
-            key = spec.keys[0]
-            if spec.dialect == "anthropic":
-                self._auth = [("x-api-key", key)]
-            else:
-                self._auth = [("authorization", f"Bearer {key}")]
-        self.transport = Http1Transport(max_idle_per_origin=256, keepalive_expiry=60.0)
+        self.transport = transport
+        self.url = endpoint(spec.base_url, codec.path)
         # Bodies are relayed as received: never let an upstream compress them.
         self._headers = [
             ("accept-encoding", "identity"),
             ("content-type", "application/json"),
             *spec.headers.items(),
-            *self._auth,
+            *(codec.auth(spec.keys[0]) if spec.keys else ()),
         ]
         self._timeout = {"connect": timeouts.connect, "read": timeouts.idle, "write": timeouts.idle}
+        self._requests = 0
+        self._failures = 0
 
     def __repr__(self) -> str:
         return f"<Upstream {self.name} {self.spec.dialect} {self.url}>"
+
+    def statistics(self) -> UpstreamStatistics:
+        return UpstreamStatistics(requests=self._requests, failures=self._failures)
 
     @asynccontextmanager
     async def post(self, body: bytes, headers: list[tuple[str, str]]) -> AsyncIterator[httpx.Response]:
@@ -82,12 +95,17 @@ class Upstream:
         request = httpx.Request(
             "POST", self.url, content=body, headers=[*self._headers, *headers], extensions={"timeout": self._timeout}
         )
+        self._requests += 1
         response: httpx.Response | None = None
-        with map_errors(self.name):
-            with trio.move_on_after(self.timeouts.first_byte) as scope:
-                response = await self.transport.handle_async_request(request)
-        if scope.cancelled_caught or response is None:
-            raise UpstreamTimeout(f"upstream {self.name} sent nothing within {self.timeouts.first_byte:g}s")
+        try:
+            with map_errors(self.name):
+                with trio.move_on_after(self.timeouts.first_byte) as scope:
+                    response = await self.transport.handle_async_request(request)
+            if scope.cancelled_caught or response is None:
+                raise UpstreamTimeout(f"upstream {self.name} sent nothing within {self.timeouts.first_byte:g}s")
+        except UpstreamError:
+            self._failures += 1
+            raise
         try:
             yield response
         finally:
@@ -108,19 +126,23 @@ class Upstream:
             async for chunk in response.stream:  # type: ignore[union-attr]
                 yield chunk
 
-    async def aclose(self) -> None:
-        await self.transport.aclose()
-
 
 class Upstreams:
-    """All providers of one config."""
+    """All providers of one config, by name."""
 
-    def __init__(self, providers: dict[str, Provider], timeouts: Timeouts) -> None:
-        self._by_name = {name: Upstream(name, spec, timeouts) for name, spec in providers.items()}
+    def __init__(
+        self,
+        providers: Mapping[str, Provider],
+        codecs: Mapping[Dialect, UpstreamCodec],
+        timeouts: Timeouts,
+        transport: Http1Transport,
+    ) -> None:
+        self._by_name = {
+            name: Upstream(name, spec, codecs[spec.dialect], timeouts, transport) for name, spec in providers.items()
+        }
 
     def __getitem__(self, name: str) -> Upstream:
         return self._by_name[name]
 
-    async def aclose(self) -> None:
-        for upstream in self._by_name.values():
-            await upstream.aclose()
+    def statistics(self) -> dict[str, UpstreamStatistics]:
+        return {name: upstream.statistics() for name, upstream in self._by_name.items()}

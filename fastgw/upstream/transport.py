@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 
 import httpx
+import msgspec
 import trio
 
 from fastgw.upstream.framing import BodyDecoder, FramingError, parse_head
@@ -53,6 +54,12 @@ class _Stale(Exception):
     """A reused connection failed before any response byte: the request may be retried on a new one."""
 
 
+class TransportStatistics(msgspec.Struct, frozen=True, kw_only=True):
+    opened: int
+    reused: int
+    idle: int
+
+
 class Http1Transport(httpx.AsyncBaseTransport):
     """Pooled HTTP/1.1 over trio; http and https (TLS with ALPN ``http/1.1``)."""
 
@@ -64,9 +71,11 @@ class Http1Transport(httpx.AsyncBaseTransport):
         self._opened = 0
         self._reused = 0
 
-    def statistics(self) -> dict[str, int]:
+    def statistics(self) -> TransportStatistics:
         """Connections opened and reuses so far, and connections idle now."""
-        return {"opened": self._opened, "reused": self._reused, "idle": sum(len(q) for q in self._idle.values())}
+        return TransportStatistics(
+            opened=self._opened, reused=self._reused, idle=sum(len(q) for q in self._idle.values())
+        )
 
     def __repr__(self) -> str:
         return f"<Http1Transport {self.statistics()}>"

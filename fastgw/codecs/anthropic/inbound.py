@@ -31,20 +31,7 @@ from fastgw.errors import InvalidRequest, invalid
 DIALECT = "anthropic"
 _request_decoder = msgspec.json.Decoder(wire.MessagesRequest)
 _raw_request_decoder = msgspec.json.Decoder(wire.RawMessagesRequest)
-_peek_decoder = msgspec.json.Decoder(wire.Peek)
 _kind_decoder = msgspec.json.Decoder(wire.Kind)
-
-
-def peek(body: bytes) -> wire.Peek:
-    """Decode only ``model`` and ``stream``.
-
-    Raises:
-        InvalidRequest: the body is not JSON or lacks a string ``model``.
-    """
-    try:
-        return _peek_decoder.decode(body)
-    except msgspec.DecodeError as error:
-        raise invalid(error) from None
 
 
 def to_canon(body: bytes, *, count_only: bool = False) -> Request:

@@ -180,13 +180,6 @@ class RawMessagesRequest(MessagesRequest, kw_only=True):
     messages: list[MessageParam]  # type: ignore[assignment]
 
 
-class Peek(Struct):
-    """The fields a routing decision needs; decoding this skips everything else."""
-
-    model: str
-    stream: bool = False
-
-
 class OutUsage(Struct, kw_only=True):
     input_tokens: int
     output_tokens: int

@@ -55,3 +55,9 @@ def extension(request: Request | None) -> Extension:
     if raw is None:
         return Extension()
     return _extension_decoder.decode(raw)
+
+
+def stored(request: Request) -> Extension | None:
+    """The Responses client's store/continuation wishes, or None for a request of another dialect."""
+    raw = request.extensions.get(DIALECT)
+    return None if raw is None else _extension_decoder.decode(raw)

@@ -1,0 +1,141 @@
+"""What happened to one request, and the interface that receives it.
+
+Every model request ends in exactly one ``Outcome`` (success, error before or after the first byte, client gone;
+translated or passed through, streamed or not), handed to a ``Recorder``. The recorder interface is where usage
+metering, the audit log and metrics plug in; the default keeps recent outcomes in memory, behind a bounded channel
+drained by a background task, so recording never blocks or fails a request.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from typing import Protocol
+
+import msgspec
+import trio
+
+from fastgw.canon.response import Usage
+
+log = logging.getLogger("fastgw.outcome")
+
+
+class Attempt(msgspec.Struct, kw_only=True):
+    """One try at one upstream target.
+
+    Attributes:
+        provider: the provider's config name.
+        model: the model name sent upstream.
+        status: the upstream's HTTP status, None when no response head arrived.
+        error: the class of error that ended it (``UpstreamTimeout``...), None on success.
+        retryable: the verdict said another key or target may succeed.
+        duration: seconds from sending to the response head (or failure).
+    """
+
+    provider: str
+    model: str
+    status: int | None = None
+    error: str | None = None
+    retryable: bool = False
+    duration: float = 0.0
+
+
+class Outcome(msgspec.Struct, kw_only=True):
+    """One request's record, filled in as it runs and handed to the recorder when it ends.
+
+    Attributes:
+        id: the gateway's id for the request.
+        started_at: wall-clock start (seconds since the epoch).
+        dialect: what the client spoke.
+        model: the model the client asked for.
+        principal: who called (a gateway key's name once keys exist), None for anonymous.
+        session_id: the client's conversation id, when it sent one.
+        stream: the client asked for a stream.
+        passthrough: same dialect both sides, bytes relayed untouched.
+        provider, upstream_model, upstream_dialect: the target that served (or last failed).
+        attempts: every upstream try, in order.
+        status: the HTTP status the client got (200 for a stream that began, even if it ended in an error event).
+        usage: tokens as the upstream reported them; None when it reported none.
+        ttfb: seconds from the request's arrival to its first response byte; None if nothing was sent.
+        duration: seconds from arrival to the end.
+        error: the class of error the request ended with (``client_gone`` when the client left), None on success.
+    """
+
+    id: str
+    started_at: float
+    dialect: str
+    model: str = ""
+    principal: str | None = None
+    session_id: str | None = None
+    stream: bool = False
+    passthrough: bool = False
+    provider: str | None = None
+    upstream_model: str | None = None
+    upstream_dialect: str | None = None
+    attempts: list[Attempt] = []
+    status: int = 0
+    usage: Usage | None = None
+    ttfb: float | None = None
+    duration: float = 0.0
+    error: str | None = None
+
+
+class Recorder(Protocol):
+    """Receives every ``Outcome``. ``record`` must not block or raise: it runs on the request path, maybe while the
+    request is being cancelled."""
+
+    def record(self, outcome: Outcome) -> None: ...
+
+
+class RecorderStatistics(msgspec.Struct, frozen=True):
+    recorded: int
+    dropped: int
+    queued: int
+    kept: int
+
+
+class MemoryRecorder:
+    """Keeps the last ``keep`` outcomes in memory (``recent``), fed through a bounded channel by ``run``.
+
+    A full channel drops the outcome and counts it (``statistics().dropped``) rather than slow a request down.
+    """
+
+    def __init__(self, *, keep: int = 1000, buffer: int = 10_000) -> None:
+        self._send, self._receive = trio.open_memory_channel[Outcome](buffer)
+        self.recent: collections.deque[Outcome] = collections.deque(maxlen=keep)
+        self._recorded = 0
+        self._dropped = 0
+        self._progress = trio.Event()
+
+    def record(self, outcome: Outcome) -> None:
+        try:
+            self._send.send_nowait(outcome)
+        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+            self._dropped += 1
+
+    async def run(self) -> None:
+        """Drain the channel until it is closed (``aclose``) and empty."""
+        async with self._receive:
+            async for outcome in self._receive:
+                self.recent.append(outcome)
+                self._recorded += 1
+                log.debug("outcome %s", outcome)
+                self._progress.set()
+                self._progress = trio.Event()
+
+    async def aclose(self) -> None:
+        """Stop taking outcomes; ``run`` returns once it has drained what was queued."""
+        await self._send.aclose()
+
+    async def wait_recorded(self, count: int) -> None:
+        """Wait until ``count`` outcomes in all have been drained (for tests)."""
+        while self._recorded < count:
+            await self._progress.wait()
+
+    def statistics(self) -> RecorderStatistics:
+        return RecorderStatistics(
+            recorded=self._recorded,
+            dropped=self._dropped,
+            queued=self._send.statistics().current_buffer_used,
+            kept=len(self.recent),
+        )

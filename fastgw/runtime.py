@@ -1,0 +1,98 @@
+"""What a worker owns while it serves: long-lived services, and the routing state one config builds.
+
+``Services`` outlive any config: the upstream connection pool (warm connections survive a reload), the stored
+responses, the outcome recorder, the clock and id sources. ``RoutingState`` is everything a config builds (routes,
+catalog, providers and their keys); it is immutable, and ``Runtime.reload`` swaps it whole: a request reads
+``runtime.state`` once when it arrives and finishes on that state while later requests see the new one.
+``Runtime.run`` is the worker's background nursery (started by the ASGI lifespan): every long-running service task
+has it as its parent.
+"""
+
+from __future__ import annotations
+
+import msgspec
+import trio
+
+from fastgw.canon.sources import SYSTEM, Sources
+from fastgw.catalog import Catalog
+from fastgw.codecs import registry
+from fastgw.config import Config
+from fastgw.outcome import MemoryRecorder, RecorderStatistics
+from fastgw.route.table import RouteTable
+from fastgw.state.continuations import Continuations
+from fastgw.state.responses import ResponseStore, StoreStatistics
+from fastgw.upstream.client import Upstreams, UpstreamStatistics
+from fastgw.upstream.transport import Http1Transport, TransportStatistics
+
+
+class Services:
+    """The worker's long-lived services, built once from the first config.
+
+    ``data_dir`` and ``responses_ttl`` are read at start; changing them needs a restart, not a reload.
+    """
+
+    def __init__(self, config: Config, sources: Sources = SYSTEM) -> None:
+        self.sources = sources
+        self.transport = Http1Transport(max_idle_per_origin=256, keepalive_expiry=60.0)
+        self.store = ResponseStore(config.data_dir, config.responses_ttl, now=sources.now)
+        self.continuations = Continuations(self.store)
+        self.recorder = MemoryRecorder()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the background services until ``aclose`` lets them finish."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.recorder.run)
+            task_status.started()
+
+    async def aclose(self) -> None:
+        """Stop taking work: the recorder drains what is queued; idle upstream connections close."""
+        await self.recorder.aclose()
+        await self.transport.aclose()
+
+
+class RoutingState:
+    """Everything one ``Config`` builds; never mutated, replaced whole by a reload."""
+
+    def __init__(self, config: Config, services: Services, generation: int) -> None:
+        self.config = config
+        self.generation = generation
+        self.routes = RouteTable(config)
+        self.catalog = Catalog(tuple(config.models.items()))
+        self.upstreams = Upstreams(config.providers, registry.UPSTREAM, config.timeouts, services.transport)
+
+
+class RuntimeStatistics(msgspec.Struct, frozen=True, kw_only=True):
+    generation: int
+    transport: TransportStatistics
+    recorder: RecorderStatistics
+    store: StoreStatistics
+    upstreams: dict[str, UpstreamStatistics]
+
+
+class Runtime:
+    """A worker's services plus its current routing state."""
+
+    def __init__(self, config: Config, *, sources: Sources = SYSTEM) -> None:
+        self.services = Services(config, sources)
+        self.state = RoutingState(config, self.services, generation=1)
+
+    def reload(self, config: Config) -> RoutingState:
+        """Build the routing state of ``config`` and make it current; requests in flight keep the old one."""
+        self.state = RoutingState(config, self.services, self.state.generation + 1)
+        return self.state
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The background nursery; returns after ``aclose`` once every service has finished."""
+        await self.services.run(task_status=task_status)
+
+    async def aclose(self) -> None:
+        await self.services.aclose()
+
+    def statistics(self) -> RuntimeStatistics:
+        return RuntimeStatistics(
+            generation=self.state.generation,
+            transport=self.services.transport.statistics(),
+            recorder=self.services.recorder.statistics(),
+            store=self.services.store.statistics(),
+            upstreams=self.state.upstreams.statistics(),
+        )

@@ -1,0 +1,49 @@
+"""Endpoints the gateway answers itself, without an upstream: token counting, the model list, stored responses."""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+
+from fastgw.canon.tokens import count_request
+from fastgw.codecs.anthropic import inbound as anthropic_inbound
+from fastgw.codecs.anthropic.render import count_tokens_body
+from fastgw.pipeline import JSON, Sink
+from fastgw.runtime import Runtime
+
+_encoder = msgspec.json.Encoder()
+
+
+async def count_tokens(runtime: Runtime, body: bytes, out: Sink) -> None:
+    """``POST /v1/messages/count_tokens``, answered locally with an over-estimate (F42)."""
+    request = anthropic_inbound.to_canon(body, count_only=True)
+    runtime.state.routes.resolve(request.model)
+    await out.respond(200, JSON, count_tokens_body(count_request(request)))
+
+
+async def models(runtime: Runtime, out: Sink, *, anthropic: bool, created: int) -> None:
+    """``GET /v1/models``: the routable model ids, in Anthropic's list shape or OpenAI's."""
+    ids = runtime.state.routes.models()
+    if anthropic:
+        created_at = _iso(created)
+        listing = [{"type": "model", "id": i, "display_name": i, "created_at": created_at} for i in ids]
+        first, last = (ids[0], ids[-1]) if ids else (None, None)
+        body = _encoder.encode({"data": listing, "has_more": False, "first_id": first, "last_id": last})
+    else:
+        entries = [{"id": i, "object": "model", "created": created, "owned_by": "fastgw"} for i in ids]
+        body = _encoder.encode({"object": "list", "data": entries})
+    await out.respond(200, JSON, body)
+
+
+async def stored_response(runtime: Runtime, response_id: str, out: Sink, *, delete: bool) -> None:
+    """``GET`` / ``DELETE /v1/responses/{id}``."""
+    continuations = runtime.services.continuations
+    if delete:
+        await out.respond(200, JSON, await continuations.delete(response_id))
+    else:
+        await out.respond(200, JSON, await continuations.get(response_id))
+
+
+def _iso(timestamp: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
