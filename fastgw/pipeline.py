@@ -42,9 +42,10 @@ SSE: Headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no
 
 class Sink(Protocol):
     """Where one HTTP response goes (the server's ``Responder``). ``status`` and ``first_byte_at`` (trio time) are
-    set by ``start``; ``started`` says whether the first byte has gone out."""
+    set by ``start``; ``started`` and ``ended`` say whether the first and the last byte have gone out."""
 
     started: bool
+    ended: bool
     status: int
     first_byte_at: float | None
 
@@ -122,7 +123,8 @@ class Pipeline:
             outcome.error = type(error).__name__
             await send_error(out, inbound, error)
         except trio.Cancelled:
-            outcome.error = "client_gone"
+            if not out.ended:  # a client that leaves after the last byte (closing its connection) got everything
+                outcome.error = "client_gone"
             raise
         finally:
             outcome.status = out.status

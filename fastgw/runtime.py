@@ -18,7 +18,7 @@ from fastgw.catalog import Catalog
 from fastgw.codecs import registry
 from fastgw.config import Config
 from fastgw.outcome import MemoryRecorder, RecorderStatistics
-from fastgw.route.table import RouteTable
+from fastgw.route.table import RouteStatistics, RouteTable
 from fastgw.state.continuations import Continuations
 from fastgw.state.responses import ResponseStore, StoreStatistics
 from fastgw.upstream.client import Upstreams, UpstreamStatistics
@@ -63,6 +63,7 @@ class RoutingState:
 
 class RuntimeStatistics(msgspec.Struct, frozen=True, kw_only=True):
     generation: int
+    routes: RouteStatistics
     transport: TransportStatistics
     recorder: RecorderStatistics
     store: StoreStatistics
@@ -91,6 +92,7 @@ class Runtime:
     def statistics(self) -> RuntimeStatistics:
         return RuntimeStatistics(
             generation=self.state.generation,
+            routes=self.state.routes.statistics(),
             transport=self.services.transport.statistics(),
             recorder=self.services.recorder.statistics(),
             store=self.services.store.statistics(),

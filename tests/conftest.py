@@ -18,6 +18,7 @@ import trio
 from hypercorn.trio import serve
 
 from fastgw import config as config_module
+from fastgw.canon.sources import SYSTEM, Sources
 from fastgw.server.app import App
 from fastgw.server.serve import hypercorn_config
 from fastgw.testing.fake_upstream import FakeUpstream
@@ -80,8 +81,8 @@ class Gateways:
         self._nursery = nursery
         self._running: list[Running] = []
 
-    async def start(self, config: config_module.Config) -> Running:
-        app = App(config)
+    async def start(self, config: config_module.Config, *, sources: Sources = SYSTEM) -> Running:
+        app = App(config, sources=sources)
         hc = hypercorn_config("127.0.0.1", 0, 1, 2.0)
         hc.errorlog = None
         stop, stopped = trio.Event(), trio.Event()

@@ -10,6 +10,7 @@ import anthropic
 import httpx
 import pytest
 import trio
+import trio.testing
 
 from fastgw.codecs.sse import SSEParser
 from fastgw.testing.fake_upstream import FakeUpstream, Script
@@ -237,7 +238,9 @@ async def test_unknown_path_and_oversized_body(gateways: Gateways, fake: FakeUps
     assert big.status_code == 413 and big.json()["error"]["type"] == "request_too_large"
 
 
-async def test_first_byte_timeout_is_a_clear_error(gateways: Gateways, fake: FakeUpstream) -> None:
+async def test_first_byte_timeout_is_a_clear_error(
+    gateways: Gateways, fake: FakeUpstream, autojump_clock: trio.testing.MockClock
+) -> None:
     fake.scripts["slow"] = Script(text="late", first_byte_delay=5)
     gateway = await gateways.start(
         gateway_config(fake, timeouts={"first_byte": 0.2}, routes=[{"match": "*", "to": "openai"}])
@@ -251,7 +254,9 @@ async def test_first_byte_timeout_is_a_clear_error(gateways: Gateways, fake: Fak
     assert response.json()["error"]["type"] == "timeout_error"
 
 
-async def test_idle_timeout_mid_stream_is_an_error_event(gateways: Gateways, fake: FakeUpstream) -> None:
+async def test_idle_timeout_mid_stream_is_an_error_event(
+    gateways: Gateways, fake: FakeUpstream, autojump_clock: trio.testing.MockClock
+) -> None:
     fake.scripts["stall"] = Script(text="a b c d e f g h", chunk_size=2, event_delay=1.0)
     gateway = await gateways.start(
         gateway_config(fake, timeouts={"idle": 0.3}, routes=[{"match": "*", "to": "openai"}])
@@ -264,7 +269,9 @@ async def test_idle_timeout_mid_stream_is_an_error_event(gateways: Gateways, fak
     assert events[-1][0] == "error" and events[-1][1]["error"]["type"] == "timeout_error"
 
 
-async def test_client_disconnect_cancels_the_upstream(gateways: Gateways, fake: FakeUpstream) -> None:
+async def test_client_disconnect_cancels_the_upstream(
+    gateways: Gateways, fake: FakeUpstream, autojump_clock: trio.testing.MockClock
+) -> None:
     fake.scripts["long"] = Script(text="x" * 400, chunk_size=1, event_delay=0.02)
     gateway = await gateways.start(gateway_config(fake, routes=[{"match": "*", "to": "openai"}]))
     body = {"model": "long", "max_tokens": 5, "stream": True, "messages": HELLO}

@@ -7,6 +7,8 @@ import fnmatch
 from collections.abc import Mapping
 from typing import NamedTuple
 
+import msgspec
+
 from fastgw.config import Config
 from fastgw.errors import NotFound
 
@@ -23,6 +25,12 @@ class Target(NamedTuple):
     efforts: Mapping[str, str] = {}
 
 
+class RouteStatistics(msgspec.Struct, frozen=True, kw_only=True):
+    routes: int
+    tiers: int
+    cached: int
+
+
 class RouteTable:
     """Resolves client model names; results are memoised."""
 
@@ -30,6 +38,9 @@ class RouteTable:
         self._routes = [(r.match, r.to, r.efforts) for r in config.routes]
         self._tiers = {t: getattr(config.tiers, t) for t in _TIERS if getattr(config.tiers, t)}
         self._cache: dict[str, Target] = {}
+
+    def statistics(self) -> RouteStatistics:
+        return RouteStatistics(routes=len(self._routes), tiers=len(self._tiers), cached=len(self._cache))
 
     def resolve(self, model: str) -> Target:
         """The target for ``model``.

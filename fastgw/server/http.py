@@ -43,14 +43,15 @@ async def read_body(receive: Receive, limit: int) -> bytes:
 
 
 class Responder:
-    """Writes one HTTP response, whole or streamed (the pipeline's ``Sink``); remembers its status and when the
-    first byte went out."""
+    """Writes one HTTP response, whole or streamed (the pipeline's ``Sink``); remembers its status, when the first
+    byte went out, and whether the last one did."""
 
-    __slots__ = ("_send", "started", "status", "first_byte_at")
+    __slots__ = ("_send", "started", "ended", "status", "first_byte_at")
 
     def __init__(self, send: Send) -> None:
         self._send = send
         self.started = False
+        self.ended = False
         self.status = 0
         self.first_byte_at: float | None = None
 
@@ -65,6 +66,7 @@ class Responder:
             await self._send({"type": "http.response.body", "body": data, "more_body": True})
 
     async def end(self, data: bytes = b"") -> None:
+        self.ended = True
         await self._send({"type": "http.response.body", "body": data, "more_body": False})
 
     async def respond(self, status: int, headers: Headers, body: bytes) -> None:
