@@ -80,18 +80,25 @@ class Outcome(msgspec.Struct, kw_only=True):
     error: str | None = None
 
 
-class Recorder(Protocol):
-    """Receives every ``Outcome``. ``record`` must not block or raise: it runs on the request path, maybe while the
-    request is being cancelled."""
-
-    def record(self, outcome: Outcome) -> None: ...
-
-
 class RecorderStatistics(msgspec.Struct, frozen=True):
     recorded: int
     dropped: int
     queued: int
     kept: int
+
+
+class Recorder(Protocol):
+    """Receives every ``Outcome``: the seam where usage metering, the audit log and metrics plug in.
+
+    ``record`` must not block or raise: it runs on the request path, maybe while the request is being cancelled.
+    ``run`` is the recorder's background task (the worker's nursery runs it); after ``aclose`` it finishes what was
+    queued and returns.
+    """
+
+    def record(self, outcome: Outcome) -> None: ...
+    async def run(self) -> None: ...
+    async def aclose(self) -> None: ...
+    def statistics(self) -> RecorderStatistics: ...
 
 
 class MemoryRecorder:

@@ -17,7 +17,7 @@ from fastgw.canon.sources import SYSTEM, Sources
 from fastgw.catalog import Catalog
 from fastgw.codecs import registry
 from fastgw.config import Config
-from fastgw.outcome import MemoryRecorder, RecorderStatistics
+from fastgw.outcome import MemoryRecorder, Recorder, RecorderStatistics
 from fastgw.route.table import RouteStatistics, RouteTable
 from fastgw.state.continuations import Continuations
 from fastgw.state.responses import ResponseStore, StoreStatistics
@@ -31,12 +31,12 @@ class Services:
     ``data_dir`` and ``responses_ttl`` are read at start; changing them needs a restart, not a reload.
     """
 
-    def __init__(self, config: Config, sources: Sources = SYSTEM) -> None:
+    def __init__(self, config: Config, sources: Sources = SYSTEM, recorder: Recorder | None = None) -> None:
         self.sources = sources
         self.transport = Http1Transport(max_idle_per_origin=256, keepalive_expiry=60.0)
         self.store = ResponseStore(config.data_dir, config.responses_ttl, now=sources.now)
         self.continuations = Continuations(self.store)
-        self.recorder = MemoryRecorder()
+        self.recorder: Recorder = recorder if recorder is not None else MemoryRecorder()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the background services until ``aclose`` lets them finish."""
@@ -73,8 +73,8 @@ class RuntimeStatistics(msgspec.Struct, frozen=True, kw_only=True):
 class Runtime:
     """A worker's services plus its current routing state."""
 
-    def __init__(self, config: Config, *, sources: Sources = SYSTEM) -> None:
-        self.services = Services(config, sources)
+    def __init__(self, config: Config, *, sources: Sources = SYSTEM, recorder: Recorder | None = None) -> None:
+        self.services = Services(config, sources, recorder)
         self.state = RoutingState(config, self.services, generation=1)
 
     def reload(self, config: Config) -> RoutingState:
