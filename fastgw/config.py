@@ -17,6 +17,7 @@ from msgspec import Struct
 
 from fastgw.canon.dialect import Dialect
 from fastgw.catalog import EFFORT_LADDER, ModelInfo
+from fastgw.errors import decode_error_at
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
@@ -154,11 +155,8 @@ def _convert(value: Any, kind: type[Any], prefix: str, source: str) -> Any:
     try:
         return msgspec.convert(value, kind)
     except msgspec.ValidationError as error:
-        text = str(error)
-        message, found, path = text.rpartition(" - at `")
-        if not found:  # an error at the root of ``value`` carries no path
-            message, path = text, "$`"
-        where = (prefix + path.rstrip("`").removeprefix("$")).lstrip(".") or "top level"
+        message, path = decode_error_at(error)
+        where = (prefix + path.removeprefix("$")).lstrip(".") or "top level"
         if message.startswith("Invalid enum value") and where.endswith(".dialect"):
             message += f" (expected one of: {', '.join(Dialect)})"
         raise ConfigError(f"{source}: {where}: {message}") from None

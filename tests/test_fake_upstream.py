@@ -6,7 +6,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
@@ -321,16 +320,19 @@ async def test_fake_stream_n_produces_n_deltas(fake: FakeUpstream) -> None:
 
 
 @pytest.mark.trio
-async def test_runtime_scripts_delays_recording_and_statistics(fake: FakeUpstream) -> None:
+async def test_runtime_scripts_delays_recording_and_statistics(
+    fake: FakeUpstream, autojump_clock: trio.testing.MockClock
+) -> None:
     fake.scripts["my-model"] = Script(text="abc", chunk_size=1, first_byte_delay=0.2, event_delay=0.05)
     body = {"model": "my-model", "messages": USER, "stream": True}
     async with httpx.AsyncClient(base_url=fake.base_url) as http:
-        started = time.monotonic()
+        started = trio.current_time()
         async with http.stream("POST", "/v1/chat/completions", json=body, headers={"X-Trace": "t1"}) as response:
-            arrivals = [time.monotonic() - started async for line in response.aiter_lines() if line.startswith("data:")]
+            lines = response.aiter_lines()
+            arrivals = [trio.current_time() - started async for line in lines if line.startswith("data:")]
         await http.get("/v1/models")
     assert 0.2 <= arrivals[0] < 1.0  # headers and first event after first_byte_delay
-    assert arrivals[-1] - arrivals[0] >= 0.05 * 5  # role + 3 deltas + finish + [DONE], event_delay apart
+    assert arrivals[-1] - arrivals[0] >= 0.05 * 5 - 1e-9  # role + 3 deltas + finish + [DONE], event_delay apart
     assert SCENARIOS["fake-slow-ttft"] == Script(text="Sorry for the wait.", first_byte_delay=2.0)
 
     post, _ = fake.requests

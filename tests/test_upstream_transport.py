@@ -19,6 +19,7 @@ from typing import cast
 import httpx
 import pytest
 import trio
+import trio.testing
 
 from fastgw.codecs import registry
 from fastgw.config import Provider, Timeouts
@@ -292,7 +293,7 @@ async def test_http10_with_content_length_is_not_kept_alive(serve: Serve) -> Non
             await server.peers[0].eof.wait()
 
 
-async def test_idle_connection_expires(serve: Serve) -> None:
+async def test_idle_connection_expires(serve: Serve, autojump_clock: trio.testing.MockClock) -> None:
     with trio.fail_after(LIMIT):
         server = await serve(keep_alive(ok(b"a"), ok(b"b")))
         async with transport(keepalive_expiry=0.05) as t:
@@ -720,7 +721,7 @@ async def test_stale_retry_happens_only_once(serve: Serve) -> None:
             assert t.statistics().idle == 0
 
 
-async def test_silent_server_raises_read_timeout(serve: Serve) -> None:
+async def test_silent_server_raises_read_timeout(serve: Serve, autojump_clock: trio.testing.MockClock) -> None:
     async def handler(peer: Peer) -> None:
         await peer.request()
         await trio.sleep_forever()
@@ -735,7 +736,7 @@ async def test_silent_server_raises_read_timeout(serve: Serve) -> None:
             assert t.statistics().idle == 0
 
 
-async def test_server_silent_mid_body_raises_read_timeout(serve: Serve) -> None:
+async def test_server_silent_mid_body_raises_read_timeout(serve: Serve, autojump_clock: trio.testing.MockClock) -> None:
     async def handler(peer: Peer) -> None:
         await peer.request()
         await peer.send(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhello")
