@@ -20,7 +20,7 @@ from fastgw.config import Config
 from fastgw.outcome import MemoryRecorder, Recorder, RecorderStatistics
 from fastgw.route.table import RouteStatistics, RouteTable
 from fastgw.state.continuations import Continuations
-from fastgw.state.responses import ResponseStore, StoreStatistics
+from fastgw.state.responses import ResponseStore, SQLiteResponseStore, StoreStatistics
 from fastgw.upstream.client import Upstreams, UpstreamStatistics
 from fastgw.upstream.transport import Http1Transport, TransportStatistics
 
@@ -34,7 +34,7 @@ class Services:
     def __init__(self, config: Config, sources: Sources = SYSTEM, recorder: Recorder | None = None) -> None:
         self.sources = sources
         self.transport = Http1Transport(max_idle_per_origin=256, keepalive_expiry=60.0)
-        self.store = ResponseStore(config.data_dir, config.responses_ttl, now=sources.now)
+        self.store: ResponseStore = SQLiteResponseStore(config.data_dir, config.responses_ttl, now=sources.now)
         self.continuations = Continuations(self.store)
         self.recorder: Recorder = recorder if recorder is not None else MemoryRecorder()
 

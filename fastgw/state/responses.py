@@ -1,7 +1,8 @@
 """Stored Responses-API responses (``store: true``): what ``previous_response_id`` continues and
 ``GET /v1/responses/{id}`` returns.
 
-Embedded backend: one SQLite file in the data directory (WAL, so several workers on one host share it), reached
+``ResponseStore`` is the interface (the scale-out issue adds a PostgreSQL backend behind it). The embedded backend,
+``SQLiteResponseStore``: one SQLite file in the data directory (WAL, so several workers on one host share it), reached
 through ``trio.to_thread`` because sqlite3 blocks. Each row keeps the response body the client saw and the
 conversation up to and including it, as canonical messages, so a continuation works after a restart and whatever
 provider serves the next turn. Rows expire after ``ttl`` seconds.
@@ -13,6 +14,7 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import msgspec
 import trio
@@ -46,7 +48,16 @@ class StoreStatistics(msgspec.Struct, frozen=True, kw_only=True):
     hits: int
 
 
-class ResponseStore:
+class ResponseStore(Protocol):
+    """Responses by id, kept for a time to live; every method may block on I/O, none raises for a missing id."""
+
+    async def put(self, response_id: str, body: bytes, conversation: Conversation) -> None: ...
+    async def get(self, response_id: str) -> tuple[bytes, Conversation] | None: ...
+    async def delete(self, response_id: str) -> bool: ...
+    def statistics(self) -> StoreStatistics: ...
+
+
+class SQLiteResponseStore:
     """Responses by id, in ``<data_dir>/responses.sqlite3``."""
 
     def __init__(self, data_dir: str, ttl: float, *, now: Callable[[], float]) -> None:
