@@ -126,8 +126,11 @@ class Pipeline:
             if not out.ended:  # a client that leaves after the last byte (closing its connection) got everything
                 outcome.error = "client_gone"
             raise
+        except Exception:
+            outcome.error = "internal"  # the server logs it and answers a generic 500
+            raise
         finally:
-            outcome.status = out.status
+            outcome.status = out.status or (500 if outcome.error == "internal" else 0)
             outcome.ttfb = None if out.first_byte_at is None else out.first_byte_at - arrived
             outcome.duration = trio.current_time() - arrived
             self.runtime.services.recorder.record(outcome)

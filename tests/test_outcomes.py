@@ -11,6 +11,7 @@ from contextlib import aclosing
 from typing import Any
 
 import httpx
+import pytest
 import trio
 import trio.testing
 
@@ -146,3 +147,27 @@ async def test_client_gone_mid_stream_is_recorded(
                     break
     [outcome] = await _outcomes(gateway, 1)
     assert outcome.error == "client_gone" and outcome.status == 200 and outcome.stream
+
+
+async def test_a_gateway_bug_is_a_generic_500_in_dialect_and_an_outcome(
+    gateways: Gateways, fake: FakeUpstream, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The error boundary: an unexpected exception is logged with its traceback, never shown to the client."""
+
+    def broken(request: object) -> int:
+        raise RuntimeError("secret internals sk-live-123456")
+
+    monkeypatch.setattr("fastgw.pipeline.count_request", broken)
+    gateway = await gateways.start(gateway_config(fake))
+    async with httpx.AsyncClient(timeout=10) as http:
+        response = await http.post(gateway.url + "/v1/chat/completions", json={"model": "ant-x", "messages": HELLO})
+    assert response.status_code == 500
+    assert response.json()["error"] == {
+        "message": "internal gateway error",
+        "type": "server_error",
+        "param": None,
+        "code": None,
+    }
+    assert "RuntimeError" in caplog.text  # logged for the operator
+    [outcome] = await _outcomes(gateway, 1)
+    assert (outcome.status, outcome.error) == (500, "internal")
