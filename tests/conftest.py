@@ -23,11 +23,12 @@ from fastgw.server.serve import hypercorn_config
 from fastgw.testing.fake_upstream import FakeUpstream
 
 T = TypeVar("T")
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+"""Real-client captures, kept in the repository (copied from ``shared/fixtures``)."""
 
 
 def fixture_records(kind: str) -> list[dict[str, Any]]:
-    """Every captured request (with a body) under ``shared/fixtures/<kind>``."""
+    """Every captured request (with a body) under ``tests/fixtures/<kind>``."""
     records = []
     for path in sorted((FIXTURES / kind).rglob("*.jsonl")):
         for line in path.read_text().splitlines():
