@@ -1,4 +1,4 @@
-"""Every request Claude Code really sent (``shared/fixtures/claude-code``) translates to a Chat request an OpenAI
+"""Every request Claude Code really sent (``tests/fixtures/claude-code``) translates to a Chat request an OpenAI
 upstream accepts, and every answer it really accepted survives the trip through a Chat upstream unchanged."""
 
 from __future__ import annotations

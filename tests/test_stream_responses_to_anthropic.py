@@ -5,7 +5,7 @@ bytes (split anywhere) -> ``SSEParser`` -> ``openai_responses.StreamDecoder`` ->
 ``anthropic.StreamEncoder`` -> Anthropic SSE bytes, parsed back and checked by ``check_anthropic_stream`` (shared
 with the Chat stream tests) and folded by the official SDK's accumulator. Streams are built from the event shapes of
 ``openai/types/responses/response_*_event.py`` and checked against the recorded Codex streams in
-``shared/fixtures/codex``. Each test cites the failure mode it pins (shared/spec/failure-modes.md).
+``tests/fixtures/codex``. Each test cites the failure mode it pins (shared/spec/failure-modes.md).
 """
 
 from __future__ import annotations
@@ -851,7 +851,7 @@ def test_non_stream_failed_and_incomplete_responses() -> None:
     assert rendered["error"]["type"] == "rate_limit_error"
 
 
-# Recorded Codex streams (shared/fixtures/codex)
+# Recorded Codex streams (tests/fixtures/codex)
 
 CODEX = [r for r in fixture_records("codex") if r.get("response_body")]
 
