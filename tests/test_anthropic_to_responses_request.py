@@ -251,10 +251,10 @@ def test_system_blocks_and_system_role_messages_become_instructions() -> None:
 def test_assistant_history_is_a_valid_sdk_input_message() -> None:
     """Acceptance (strict SDK validator): an assistant turn replayed as input must be an item the openai SDK's
     request types admit. Without an id (F47) that is ``EasyInputMessageParam`` with string content (or input
-    parts); ``ResponseOutputMessageParam`` would need ``id`` and ``status``. BUG: ``_assistant`` sends
+    parts); ``ResponseOutputMessageParam`` would need ``id`` and ``status``. Regression: ``_assistant`` used to send
     ``{"type": "message", "role": "assistant", "content": [{"type": "output_text", ...}]}`` with no id or status,
     which matches neither (the live API tolerates it, as Codex and the Vercel AI SDK show, but the SDK's published
-    types, which the acceptance names as the authority, do not)."""
+    types, which the acceptance names as the authority, do not); it now sends an item the SDK types admit."""
     out = translate(base(messages=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]))
     (assistant,) = [i for i in items(out, "message") if i["role"] == "assistant"]
     assert text_of(assistant) == "hello"
@@ -277,8 +277,8 @@ def test_tool_schema_is_forwarded_byte_exact() -> None:
 
 def test_images_base64_and_url_become_input_image_F45() -> None:
     """F45: base64 and URL images -> ``input_image``. The SDK's ``ResponseInputImageParam`` (a user message part)
-    requires ``detail``. BUG: ``wire.InputImage`` declares ``detail: str = "auto"`` on an ``omit_defaults`` Struct,
-    so the intended "auto" is never sent."""
+    requires ``detail``. Regression: ``wire.InputImage`` used to declare ``detail: str = "auto"`` on an
+    ``omit_defaults`` Struct, so the intended "auto" was never sent; it is now always sent."""
     content = [
         {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBOR"}},
         {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}},
@@ -449,8 +449,9 @@ def test_images_inside_tool_results_stay_image_parts_F17() -> None:
 def test_pdf_inside_a_tool_result_is_not_silently_dropped_F17_F45(with_text: bool) -> None:
     """F17/F45: Claude Code's Read tool returns a PDF as a ``document`` block inside the tool_result. A Responses
     ``function_call_output`` takes ``input_file`` parts (the SDK's ``ResponseFunctionCallOutputItemParam``), so the
-    PDF must reach the model (or fail with a clear 400), never vanish. BUG: ``_tool_output`` keeps only
-    input_text/input_image parts, so the document is dropped and a PDF-only result becomes ``output: []``."""
+    PDF must reach the model (or fail with a clear 400), never vanish. Regression: ``_tool_output`` used to keep
+    only input_text/input_image parts, so the document was dropped and a PDF-only result became ``output: []``;
+    the document now reaches the model (or fails clearly)."""
     pdf = {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBER"}}
     content = [{"type": "text", "text": "PDF pages:"}, pdf] if with_text else [pdf]
     messages = [
@@ -675,8 +676,9 @@ def test_max_output_clamped_to_the_context_window_F30() -> None:
 def test_max_output_never_below_the_responses_minimum_F30(max_tokens: int) -> None:
     """F30: the Responses API rejects ``max_output_tokens`` below 16 ("integer below minimum value. Expected a
     value >= 16", code integer_below_min_value; earendil-works/pi#6265). Claude Desktop's availability probe sends
-    ``max_tokens: 1`` (cc-switch#7103, fixed by clamping up to 16 in PR#7287). BUG: ``_max_output`` forwards the
-    client's value (and a near-full context window's leftover room) as it is."""
+    ``max_tokens: 1`` (cc-switch#7103, fixed by clamping up to 16 in PR#7287). Regression: ``_max_output`` used to
+    forward the client's value (and a near-full context window's leftover room) as it was; it now clamps up to 16
+    (or fails with a clear prompt-too-long error)."""
     out = translate(base(max_tokens=max_tokens), model="gpt-5-codex")
     assert out["max_output_tokens"] == 16
     try:
@@ -813,7 +815,8 @@ def test_reasoning_items_go_only_to_reasoning_models_F25(model: str) -> None:
     """F25 (same family, other model): a session that moves from a reasoning model to a non-reasoning one (a route
     change, a fallback) must not replay reasoning items, which OpenAI refuses for non-reasoning models ("Reasoning
     input items can only be provided to a reasoning or computer use model", openai-agents-python#569), and whose
-    ciphertext that model could not read anyway. BUG: ``_assistant`` forwards them whatever ``info.efforts`` says."""
+    ciphertext that model could not read anyway. Regression: ``_assistant`` used to forward them whatever
+    ``info.efforts`` said; it now drops them for models the catalog does not list as reasoning."""
     sig = responses_request.mint("rs_abc", ENCRYPTED)
     out = translate(thinking_history({"type": "thinking", "thinking": "plan", "signature": sig}), model=model)
     assert "include" not in out
@@ -825,7 +828,8 @@ def test_reasoning_without_encrypted_content_is_not_replayed_F47() -> None:
     catalog does not list as reasoning) cannot be replayed statelessly: without an id (F47 forbids it with
     ``store: false``) and without ``encrypted_content`` the item references nothing, and the Responses API rejects
     it (the SDK's ``ResponseReasoningItemParam`` requires ``id``). It must be dropped, not sent empty.
-    BUG: ``_assistant`` emits ``{"type": "reasoning", "summary": [...]}`` with neither."""
+    Regression: ``_assistant`` used to emit ``{"type": "reasoning", "summary": [...]}`` with neither; it now drops
+    the item."""
     sig = responses_request.mint("rs_abc", None)
     out = translate(thinking_history({"type": "thinking", "thinking": "plan", "signature": sig}))
     assert not items(out, "reasoning"), items(out, "reasoning")
