@@ -165,19 +165,47 @@ def _drain(value: Any, at: JsonPath) -> None:
 
 
 def _schema_error(error: pydantic.ValidationError, at: JsonPath) -> SchemaError:
-    """The error to report: not one from a union branch the value plainly is not (wrong ``type``/``role``)."""
+    """The error to report: not one from a union branch the value plainly is not (wrong ``type``/``role``).
+
+    When every branch is ruled out by its tag, report the tag itself, at the deepest level whose enclosing branch
+    matched, with every value allowed there.
+    """
     errors = error.errors()
     dead: list[tuple[Any, ...]] = []
     for item in errors:
         loc = tuple(item["loc"])
-        if item["type"] == "literal_error" and len(loc) >= 2 and loc[-1] in ("type", "role") and _branch(loc[-2]):
+        if _tag_error(item):
             dead.append(loc[:-1])  # this TypedDict's tag differs: the value is another member of the union
         elif item["type"].endswith("_type") and loc and _branch(loc[-1]):
             dead.append(loc)  # the value is not of this branch's kind (a list for a ``str`` branch, ...)
-    alive = [item for item in errors if not any(tuple(item["loc"])[: len(d)] == d for d in dead)]
-    chosen = (alive or errors)[0]
-    path = tuple(segment for segment in chosen["loc"] if not _branch(segment))
-    return SchemaError((*at, *path), chosen["msg"])
+    alive = [item for item in errors if not any(_under(tuple(item["loc"]), d) for d in dead)]
+    if alive:
+        return SchemaError((*at, *_body_path(alive[0]["loc"])), alive[0]["msg"])
+    tags = [
+        item
+        for item in errors
+        if _tag_error(item)
+        and not any(_under(tuple(item["loc"])[:-1], d) and len(d) < len(item["loc"]) - 1 for d in dead)
+    ]
+    if not tags:
+        return SchemaError((*at, *_body_path(errors[0]["loc"])), errors[0]["msg"])
+    deepest = max(len(_body_path(item["loc"])) for item in tags)
+    tags = [item for item in tags if len(_body_path(item["loc"])) == deepest]
+    expected = " or ".join(dict.fromkeys(str(item.get("ctx", {}).get("expected", "?")) for item in tags))
+    return SchemaError((*at, *_body_path(tags[0]["loc"])), f"Input should be {expected}")
+
+
+def _tag_error(item: Any) -> bool:
+    loc = item["loc"]
+    return bool(item["type"] == "literal_error" and len(loc) >= 2 and loc[-1] in ("type", "role") and _branch(loc[-2]))
+
+
+def _under(loc: tuple[Any, ...], prefix: tuple[Any, ...]) -> bool:
+    return loc[: len(prefix)] == prefix
+
+
+def _body_path(loc: Sequence[Any]) -> JsonPath:
+    return tuple(segment for segment in loc if not _branch(segment))
 
 
 def _branch(segment: object) -> bool:
