@@ -26,7 +26,8 @@ TARGET_BYTES = 18_500
 KEEP_TOOLS = 4
 """Tools kept at least (the first ones of the captured list)."""
 
-DEFAULT_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+DEFAULT_FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
+"""The real-client captures kept in the repository."""
 CLAUDE_CODE_SOURCE = ("claude-code/cc_plain.jsonl", 0)
 CODEX_SOURCE = ("codex/cx_plain.jsonl", 0)
 
@@ -57,7 +58,7 @@ def load_capture(fixtures: Path, relative: str, index: int) -> Capture:
     """The ``index``-th request with a body in a capture file.
 
     Args:
-        fixtures: The fixtures root (``shared/fixtures``).
+        fixtures: The fixtures root (``tests/fixtures``).
         relative: Capture file relative to the root, e.g. ``claude-code/cc_plain.jsonl``.
         index: Position among the lines that have a ``body``.
 

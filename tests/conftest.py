@@ -7,6 +7,7 @@ fake keep serving on the test's trio loop.
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -24,11 +25,14 @@ from fastgw.server.serve import hypercorn_config
 from fastgw.testing.fake_upstream import FakeUpstream
 
 T = TypeVar("T")
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+_data_roots: list[Path] = []
+"""The session's root for gateway data dirs (pushed by :func:`_gateway_data_root`)."""
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+"""Real-client captures, kept in the repository (copied from ``shared/fixtures``)."""
 
 
 def fixture_records(kind: str) -> list[dict[str, Any]]:
-    """Every captured request (with a body) under ``shared/fixtures/<kind>``."""
+    """Every captured request (with a body) under ``tests/fixtures/<kind>``."""
     records = []
     for path in sorted((FIXTURES / kind).rglob("*.jsonl")):
         for line in path.read_text().splitlines():
@@ -55,9 +59,22 @@ def gateway_config(fake: FakeUpstream, **extra: Any) -> config_module.Config:
             {"match": "claude-*", "to": "openai:gpt-5"},
         ],
     }
-    data["data_dir"] = tempfile.mkdtemp(prefix="fastgw-test-")  # stored responses never touch the home directory
+    # stored responses never touch the home directory, and each gateway starts with an empty store
+    if not _data_roots:
+        raise RuntimeError("gateway_config runs inside a pytest session (its data dirs live under tmp_path_factory)")
+    data["data_dir"] = tempfile.mkdtemp(prefix="fastgw-test-", dir=_data_roots[-1])
     data.update(extra)
     return config_module.from_mapping(data, "test")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _gateway_data_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Put every :func:`gateway_config` data dir under one session directory, removed when the session ends."""
+    root = tmp_path_factory.mktemp("gateway-data")
+    _data_roots.append(root)
+    yield
+    _data_roots.remove(root)
+    shutil.rmtree(root, ignore_errors=True)
 
 
 class Running:
@@ -105,7 +122,12 @@ class Gateways:
 
 @pytest.fixture
 async def fake(nursery: trio.Nursery) -> AsyncIterator[FakeUpstream]:
-    upstream = FakeUpstream()
+    """A strict fake upstream: it refuses, with the provider's own 400, what the real APIs refuse.
+
+    Its ``anthropic-version`` check stays off until the gateway sends that header on translated requests too
+    (tests/test_strict_fakes.py::test_translated_requests_to_anthropic_carry_anthropic_version, an xfail).
+    """
+    upstream = FakeUpstream(strict=True, strict_headers=False)
     await nursery.start(upstream.serve)
     yield upstream
 

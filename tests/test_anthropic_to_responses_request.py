@@ -8,26 +8,12 @@ acceptance items of issue 4.
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
 import pydantic
 import pytest
-from openai.types.responses import (
-    easy_input_message_param,
-    function_tool_param,
-    response_create_params,
-    response_function_tool_call_param,
-    response_input_file_param,
-    response_input_image_param,
-    response_input_item_param,
-    response_input_text_param,
-    response_output_message_param,
-    response_output_text_param,
-    response_reasoning_item_param,
-    tool_choice_function_param,
-)
+from openai.types.responses import response_create_params
 
 from fastgw.canon import history, signature
 from fastgw.catalog import BUILTIN, Catalog, ModelInfo, effort_for, pick_effort
@@ -37,6 +23,7 @@ from fastgw.codecs.openai_responses import request as responses_request
 from fastgw.config import from_mapping
 from fastgw.errors import InvalidRequest
 from fastgw.route.table import RouteTable
+from fastgw.testing.strict import check_responses_request
 from tests.conftest import fixture_records
 
 CATALOG = Catalog()
@@ -85,118 +72,13 @@ def text_of(item: dict[str, Any]) -> str:
     return content if isinstance(content, str) else "".join(p.get("text", "") for p in content)
 
 
-# The strict validator (acceptance: "passes a strict validator built from the openai SDK's request types")
+# The strict validator (acceptance: "passes a strict validator built from the openai SDK's request types") lives in
+# fastgw.testing.strict (check_responses_request); the SDK's own request type, for the test of its one exception:
 
 _PARAMS: dict[bool, pydantic.TypeAdapter[Any]] = {
     True: pydantic.TypeAdapter(response_create_params.ResponseCreateParamsStreaming),
     False: pydantic.TypeAdapter(response_create_params.ResponseCreateParamsNonStreaming),
 }
-_USER_MESSAGE = (easy_input_message_param.EasyInputMessageParam, response_input_item_param.Message)
-_ASSISTANT_MESSAGE = (
-    easy_input_message_param.EasyInputMessageParam,
-    response_output_message_param.ResponseOutputMessageParam,
-)
-# Input item type -> the SDK TypedDicts such an item may be (the members of ResponseInputItemParam).
-_ITEM_TYPES: dict[str, tuple[Any, ...]] = {
-    "message": (*_USER_MESSAGE, response_output_message_param.ResponseOutputMessageParam),
-    "function_call": (response_function_tool_call_param.ResponseFunctionToolCallParam,),
-    "function_call_output": (response_input_item_param.FunctionCallOutput,),
-    "reasoning": (response_reasoning_item_param.ResponseReasoningItemParam,),
-}
-_ADAPTERS: dict[Any, pydantic.TypeAdapter[Any]] = {
-    t: pydantic.TypeAdapter(t) for types in _ITEM_TYPES.values() for t in types
-}
-
-
-def _keys(*typed_dicts: Any) -> set[str]:
-    return {k for t in typed_dicts for k in (*t.__required_keys__, *t.__optional_keys__)}
-
-
-_TOP = _keys(response_create_params.ResponseCreateParamsBase) | {"stream"}
-_ITEM_KEYS = {kind: _keys(*types) for kind, types in _ITEM_TYPES.items()}
-_PART_KEYS = {
-    "input_text": _keys(response_input_text_param.ResponseInputTextParam),
-    "input_image": _keys(response_input_image_param.ResponseInputImageParam),
-    "input_file": _keys(response_input_file_param.ResponseInputFileParam),
-    "output_text": _keys(response_output_text_param.ResponseOutputTextParam),
-}
-_TOOL_KEYS = _keys(function_tool_param.FunctionToolParam)
-_CHOICE_KEYS = _keys(tool_choice_function_param.ToolChoiceFunctionParam)
-
-
-def _sdk_item(index: int, item: dict[str, Any]) -> None:
-    """``item`` is one of the SDK TypedDicts its type allows (a short message naming each candidate if not)."""
-    kind = item["type"]
-    candidates = _ITEM_TYPES[kind]
-    if kind == "message":
-        candidates = _ASSISTANT_MESSAGE if item.get("role") == "assistant" else _USER_MESSAGE
-    reasons = []
-    for typed_dict in candidates:
-        try:
-            _ADAPTERS[typed_dict].validate_python(item)
-            return
-        except pydantic.ValidationError as error:
-            found = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()[:3]]
-            reasons.append(f"{typed_dict.__name__} ({'; '.join(found)})")
-    role = f"/{item['role']}" if "role" in item else ""
-    raise AssertionError(f"input[{index}] ({kind}{role}) is no SDK input item type: " + " | ".join(reasons))
-
-
-def check_responses_request(body: dict[str, Any]) -> None:
-    """What a Responses upstream would reject, checked against the openai SDK's own request types.
-
-    pydantic validates the body against ``ResponseCreateParams(Non)Streaming`` (each input item first on its own
-    against the SDK TypedDicts of its type, for a readable failure); TypedDict validation ignores unknown keys, so
-    the top level, every input item, every content part and every tool are also checked to use only keys of their
-    SDK TypedDict. The one documented exception (F47, openai/codex#35739): the SDK's ``ResponseReasoningItemParam``
-    marks ``id`` required, but with ``store: false`` an id must not be sent; an id-less reasoning item is accepted
-    when it carries ``encrypted_content`` (that is how a stateless client replays reasoning), and is validated with
-    a placeholder id.
-    """
-    assert set(body) <= _TOP, set(body) - _TOP
-    assert body["store"] is False  # stateless: nothing is kept upstream, so nothing can be referenced by id
-    assert "stream_options" not in body  # F8: Responses upstreams reject it
-    assert "previous_response_id" not in body
-    validated = copy.deepcopy(body)
-    for i, item in enumerate(body["input"]):
-        kind = item.get("type")
-        assert kind in _ITEM_KEYS, f"input[{i}]: unexpected item type {kind!r}"
-        assert set(item) <= _ITEM_KEYS[kind], f"input[{i}]: {set(item) - _ITEM_KEYS[kind]}"
-        assert "id" not in item, f"input[{i}] carries an item id with store:false (F47)"
-        if kind == "reasoning":
-            assert isinstance(item.get("encrypted_content"), str) and item["encrypted_content"], (
-                f"input[{i}]: an id-less reasoning item without encrypted_content is unresolvable"
-            )
-            validated["input"][i]["id"] = "rs_placeholder"  # the documented exception, see the docstring
-        parts = item.get("content") if kind == "message" else item.get("output")
-        if isinstance(parts, list):
-            for j, part in enumerate(parts):
-                assert part["type"] in _PART_KEYS, f"input[{i}] part {j}: {part['type']}"
-                assert set(part) <= _PART_KEYS[part["type"]], f"input[{i}] part {j}: {set(part)}"
-        _sdk_item(i, validated["input"][i])
-    _PARAMS[bool(body.get("stream"))].validate_python(validated)
-    for tool in body.get("tools", []):
-        # Flat function tools (not Chat's nested {"type":"function","function":{...}}).
-        assert tool["type"] == "function" and "function" not in tool, tool
-        assert set(tool) <= _TOOL_KEYS, set(tool) - _TOOL_KEYS
-        assert isinstance(tool["strict"], bool)
-    choice = body.get("tool_choice")
-    if isinstance(choice, dict):
-        assert set(choice) <= _CHOICE_KEYS and choice["type"] == "function"
-        assert choice["name"] in {t["name"] for t in body.get("tools", [])}
-    # Tool calls and outputs pair up one to one, each output after its call (F13).
-    calls = [i["call_id"] for i in body["input"] if i["type"] == "function_call"]
-    outputs = [i["call_id"] for i in body["input"] if i["type"] == "function_call_output"]
-    assert sorted(calls) == sorted(outputs) and len(set(calls)) == len(calls)
-    seen: set[str] = set()
-    for item in body["input"]:
-        if item["type"] == "function_call":
-            seen.add(item["call_id"])
-        elif item["type"] == "function_call_output":
-            assert item["call_id"] in seen, f"output for {item['call_id']} before its call"
-    text = json.dumps(body)
-    for banned in ('"cache_control"', '"thinking"', '"signature"', '"tool_use"', '"tool_result"', '"input_schema"'):
-        assert banned not in text, banned
 
 
 def test_validator_exception_is_exactly_the_documented_one() -> None:
@@ -251,10 +133,10 @@ def test_system_blocks_and_system_role_messages_become_instructions() -> None:
 def test_assistant_history_is_a_valid_sdk_input_message() -> None:
     """Acceptance (strict SDK validator): an assistant turn replayed as input must be an item the openai SDK's
     request types admit. Without an id (F47) that is ``EasyInputMessageParam`` with string content (or input
-    parts); ``ResponseOutputMessageParam`` would need ``id`` and ``status``. BUG: ``_assistant`` sends
+    parts); ``ResponseOutputMessageParam`` would need ``id`` and ``status``. Regression: ``_assistant`` used to send
     ``{"type": "message", "role": "assistant", "content": [{"type": "output_text", ...}]}`` with no id or status,
     which matches neither (the live API tolerates it, as Codex and the Vercel AI SDK show, but the SDK's published
-    types, which the acceptance names as the authority, do not)."""
+    types, which the acceptance names as the authority, do not); it now sends an item the SDK types admit."""
     out = translate(base(messages=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]))
     (assistant,) = [i for i in items(out, "message") if i["role"] == "assistant"]
     assert text_of(assistant) == "hello"
@@ -277,8 +159,8 @@ def test_tool_schema_is_forwarded_byte_exact() -> None:
 
 def test_images_base64_and_url_become_input_image_F45() -> None:
     """F45: base64 and URL images -> ``input_image``. The SDK's ``ResponseInputImageParam`` (a user message part)
-    requires ``detail``. BUG: ``wire.InputImage`` declares ``detail: str = "auto"`` on an ``omit_defaults`` Struct,
-    so the intended "auto" is never sent."""
+    requires ``detail``. Regression: ``wire.InputImage`` used to declare ``detail: str = "auto"`` on an
+    ``omit_defaults`` Struct, so the intended "auto" was never sent; it is now always sent."""
     content = [
         {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBOR"}},
         {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}},
@@ -449,8 +331,9 @@ def test_images_inside_tool_results_stay_image_parts_F17() -> None:
 def test_pdf_inside_a_tool_result_is_not_silently_dropped_F17_F45(with_text: bool) -> None:
     """F17/F45: Claude Code's Read tool returns a PDF as a ``document`` block inside the tool_result. A Responses
     ``function_call_output`` takes ``input_file`` parts (the SDK's ``ResponseFunctionCallOutputItemParam``), so the
-    PDF must reach the model (or fail with a clear 400), never vanish. BUG: ``_tool_output`` keeps only
-    input_text/input_image parts, so the document is dropped and a PDF-only result becomes ``output: []``."""
+    PDF must reach the model (or fail with a clear 400), never vanish. Regression: ``_tool_output`` used to keep
+    only input_text/input_image parts, so the document was dropped and a PDF-only result became ``output: []``;
+    the document now reaches the model (or fails clearly)."""
     pdf = {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBER"}}
     content = [{"type": "text", "text": "PDF pages:"}, pdf] if with_text else [pdf]
     messages = [
@@ -675,8 +558,9 @@ def test_max_output_clamped_to_the_context_window_F30() -> None:
 def test_max_output_never_below_the_responses_minimum_F30(max_tokens: int) -> None:
     """F30: the Responses API rejects ``max_output_tokens`` below 16 ("integer below minimum value. Expected a
     value >= 16", code integer_below_min_value; earendil-works/pi#6265). Claude Desktop's availability probe sends
-    ``max_tokens: 1`` (cc-switch#7103, fixed by clamping up to 16 in PR#7287). BUG: ``_max_output`` forwards the
-    client's value (and a near-full context window's leftover room) as it is."""
+    ``max_tokens: 1`` (cc-switch#7103, fixed by clamping up to 16 in PR#7287). Regression: ``_max_output`` used to
+    forward the client's value (and a near-full context window's leftover room) as it was; it now clamps up to 16
+    (or fails with a clear prompt-too-long error)."""
     out = translate(base(max_tokens=max_tokens), model="gpt-5-codex")
     assert out["max_output_tokens"] == 16
     try:
@@ -813,7 +697,8 @@ def test_reasoning_items_go_only_to_reasoning_models_F25(model: str) -> None:
     """F25 (same family, other model): a session that moves from a reasoning model to a non-reasoning one (a route
     change, a fallback) must not replay reasoning items, which OpenAI refuses for non-reasoning models ("Reasoning
     input items can only be provided to a reasoning or computer use model", openai-agents-python#569), and whose
-    ciphertext that model could not read anyway. BUG: ``_assistant`` forwards them whatever ``info.efforts`` says."""
+    ciphertext that model could not read anyway. Regression: ``_assistant`` used to forward them whatever
+    ``info.efforts`` said; it now drops them for models the catalog does not list as reasoning."""
     sig = responses_request.mint("rs_abc", ENCRYPTED)
     out = translate(thinking_history({"type": "thinking", "thinking": "plan", "signature": sig}), model=model)
     assert "include" not in out
@@ -825,7 +710,8 @@ def test_reasoning_without_encrypted_content_is_not_replayed_F47() -> None:
     catalog does not list as reasoning) cannot be replayed statelessly: without an id (F47 forbids it with
     ``store: false``) and without ``encrypted_content`` the item references nothing, and the Responses API rejects
     it (the SDK's ``ResponseReasoningItemParam`` requires ``id``). It must be dropped, not sent empty.
-    BUG: ``_assistant`` emits ``{"type": "reasoning", "summary": [...]}`` with neither."""
+    Regression: ``_assistant`` used to emit ``{"type": "reasoning", "summary": [...]}`` with neither; it now drops
+    the item."""
     sig = responses_request.mint("rs_abc", None)
     out = translate(thinking_history({"type": "thinking", "thinking": "plan", "signature": sig}))
     assert not items(out, "reasoning"), items(out, "reasoning")

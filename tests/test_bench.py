@@ -20,9 +20,6 @@ from bench.peers import PRESETS, parse_peer
 from bench.stats import Dist, added, dist, gap_differences, percentile
 from bench.wire import EventKind, ProtocolError, ResponseParser, SSESplitter, classify
 
-needs_fixtures = pytest.mark.skipif(not DEFAULT_FIXTURES.is_dir(), reason="shared/fixtures is not beside the checkout")
-
-
 # --- percentiles ---------------------------------------------------------------------------------------------------
 
 
@@ -180,7 +177,12 @@ def test_event_classification(event: bytes, kind: EventKind) -> None:
 # --- the 18.5 KB body ------------------------------------------------------------------------------------------------
 
 
-@needs_fixtures
+def test_captures_are_read_from_the_repository() -> None:
+    assert DEFAULT_FIXTURES == Path(__file__).resolve().parent / "fixtures"
+    assert (DEFAULT_FIXTURES / "claude-code" / "cc_plain.jsonl").is_file()
+    assert (DEFAULT_FIXTURES / "codex" / "cx_plain.jsonl").is_file()
+
+
 def test_headline_body_is_18_5_kb_of_valid_claude_code_json() -> None:
     bodies = load_bodies()
     encoded = msgspec.json.encode(bodies.anthropic)
@@ -321,7 +323,6 @@ def _alarm(signum: int, frame: FrameType | None) -> None:
     raise _Overtime("the smoke run exceeded its time bound")
 
 
-@needs_fixtures
 def test_smoke_run_measures_positive_latencies_without_errors(tmp_path: Path) -> None:
     from bench.__main__ import main
 

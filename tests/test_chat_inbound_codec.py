@@ -4,7 +4,6 @@ render as the official openai SDK expects (checked with its own types)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -41,8 +40,9 @@ from fastgw.errors import (
     UpstreamStatusError,
     UpstreamTimeout,
 )
+from tests.conftest import FIXTURES
 
-FIXTURE = Path("/work/shared/fixtures/claude-code/cc_parallel.jsonl")
+FIXTURE = FIXTURES / "claude-code" / "cc_parallel.jsonl"
 
 
 def decode(**body: Any) -> Request:
@@ -441,7 +441,6 @@ def recorded_parallel_stream() -> list[Event]:
     raise AssertionError("no parallel tool-call recording")  # pragma: no cover
 
 
-@pytest.mark.skipif(not FIXTURE.exists(), reason="shared Claude Code fixtures not present")
 def test_stream_recorded_parallel_tool_calls() -> None:
     events = recorded_parallel_stream()
     response = collect(events)

@@ -1,15 +1,12 @@
-"""Every request Claude Code really sent (``shared/fixtures/claude-code``) translates to a Chat request an OpenAI
+"""Every request Claude Code really sent (``tests/fixtures/claude-code``) translates to a Chat request an OpenAI
 upstream accepts, and every answer it really accepted survives the trip through a Chat upstream unchanged."""
 
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
-import pydantic
 import pytest
-from openai.types.chat import completion_create_params
 
 from fastgw.canon.stream import collect
 from fastgw.catalog import Catalog
@@ -19,17 +16,12 @@ from fastgw.codecs.anthropic.render import StreamEncoder
 from fastgw.codecs.openai_chat import request as chat_request
 from fastgw.codecs.openai_chat.stream import StreamDecoder
 from fastgw.codecs.sse import SSEParser
+from fastgw.testing.strict import check_chat_request
 from tests.conftest import fixture_records
 
 RECORDS = fixture_records("claude-code")
 CATALOG = Catalog()
 TARGETS = ["gpt-5", "gpt-5.5", "gpt-4o", "deepseek-chat", "mistral-large"]
-_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
-_PARAMS = {
-    True: pydantic.TypeAdapter(completion_create_params.CompletionCreateParamsStreaming),
-    False: pydantic.TypeAdapter(completion_create_params.CompletionCreateParamsNonStreaming),
-}
-_ALLOWED_TOP = set(completion_create_params.CompletionCreateParamsBase.__annotations__) | {"stream"}
 
 
 def _ids(record: dict[str, Any]) -> str:
@@ -38,41 +30,6 @@ def _ids(record: dict[str, Any]) -> str:
 
 def test_the_corpus_is_there() -> None:
     assert len(RECORDS) >= 30
-
-
-def check_chat_request(body: dict[str, Any], model: str) -> None:
-    """What an OpenAI Chat upstream would reject, checked structurally and against the SDK's own schema."""
-    assert set(body) <= _ALLOWED_TOP, set(body) - _ALLOWED_TOP
-    _PARAMS[bool(body.get("stream"))].validate_python(body)
-    text = json.dumps(body)
-    for banned in (
-        '"cache_control"',
-        '"thinking"',
-        '"signature"',
-        '"redacted_thinking"',
-        '"tool_use"',
-        '"tool_result"',
-    ):
-        assert banned not in text, banned
-    for tool in body.get("tools", []):
-        assert _NAME.match(tool["function"]["name"])
-    info = CATALOG.lookup(model)
-    cap = body.get("max_completion_tokens") or body.get("max_tokens")
-    assert cap is None or info.max_output is None or cap <= info.max_output
-    messages = body["messages"]
-    assert messages[0]["role"] == "system" and all(m["role"] != "system" for m in messages[1:])
-    for i, message in enumerate(messages):
-        if message["role"] in ("user", "system"):
-            assert message["content"], f"empty {message['role']} content at {i}"
-        if message["role"] == "assistant":
-            assert message.get("content") or message.get("tool_calls"), f"empty assistant turn at {i}"
-        calls = [c["id"] for c in message.get("tool_calls", [])]
-        if calls:
-            following = messages[i + 1 : i + 1 + len(calls)]
-            assert [m["role"] for m in following] == ["tool"] * len(calls), f"tool calls at {i} not answered"
-            assert sorted(m["tool_call_id"] for m in following) == sorted(calls)
-        if message["role"] == "tool":
-            assert messages[i - 1]["role"] in ("assistant", "tool")
 
 
 @pytest.mark.parametrize("model", TARGETS)

@@ -100,8 +100,9 @@ def test_cr_at_chunk_end_then_lf_is_one_line_end() -> None:
 
 
 def test_cr_then_lf_split_by_an_empty_chunk_is_still_one_line_end() -> None:
-    """BUG: ``feed(b"")`` between a trailing CR and the LF clears the pending-CR flag, so the LF becomes a second
-    line end and dispatches the event early (``a`` and ``b`` arrive as two events instead of ``a\\nb``)."""
+    """Regression: ``feed(b"")`` between a trailing CR and the LF used to clear the pending-CR flag, so the LF
+    became a second line end and dispatched the event early (``a`` and ``b`` arrived as two events instead of
+    ``a\\nb``); an empty chunk now keeps the flag."""
     assert parse([b"data: a\r", b"", b"\ndata: b\r\n\r\n"]) == [SSEEvent(None, b"a\nb")]
 
 

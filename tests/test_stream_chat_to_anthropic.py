@@ -585,8 +585,9 @@ def test_f6_tool_argument_quirks(case: str) -> None:
 
 def test_f6_ollama_reused_index_zero_with_distinct_ids() -> None:
     """F6 (ollama/ollama#15457; fixed client-side in vercel/ai PR#14277, LibreChat agents PR#260): Ollama streams
-    every parallel call with ``index: 0`` but a distinct ``id``. BUG: the decoder keys by index only, so the second
-    call's arguments are appended to the first one's block (``{...}{...}``, invalid JSON) and the call is lost."""
+    every parallel call with ``index: 0`` but a distinct ``id``. Regression: the decoder used to key by index only,
+    so the second call's arguments were appended to the first one's block (``{...}{...}``, invalid JSON) and the
+    call was lost; a new id at a reused index now opens a new block."""
     raw = chat_sse(
         [
             role(),
@@ -700,9 +701,10 @@ def test_f10_error_frame_mid_stream_becomes_an_error_event(error: dict[str, Any]
 @pytest.mark.parametrize(("code", "expected"), [(429, "rate_limit_error"), (503, "overloaded_error")])
 def test_f10_numeric_error_codes_are_classified_like_http_statuses(code: int, expected: str) -> None:
     """F10: OpenRouter documents mid-stream errors as ``{"error": {"code": <HTTP status>, "message"}}`` (vLLM's
-    ``ErrorResponse`` also carries a numeric ``code``). BUG: ``chunk_error`` passes the number as a type marker only,
-    so 429 (rate limited) and 503 (no provider available) both become a generic ``api_error``, and a client that
-    backs off on ``rate_limit_error`` / ``overloaded_error`` does not."""
+    ``ErrorResponse`` also carries a numeric ``code``). Regression: ``chunk_error`` used to pass the number as a type
+    marker only, so 429 (rate limited) and 503 (no provider available) both became a generic ``api_error``, and a
+    client that backs off on ``rate_limit_error`` / ``overloaded_error`` did not; the code is now classified like
+    an HTTP status."""
     frame = {"id": "chatcmpl-1", "error": {"code": code, "message": "upstream trouble"}}
     r = run(chat_sse([role(), text("partial"), frame]))
     assert r.message["error"] == expected
@@ -716,9 +718,9 @@ def test_f10_error_as_the_very_first_frame_is_a_lone_error_event() -> None:
 
 def test_f10_mid_stream_error_messages_are_redacted() -> None:
     """F10 / errors.py ("Messages never contain secrets"): the HTTP error path runs upstream messages through
-    ``route.failure.redact`` (OpenAI echoes "Incorrect API key provided: sk-ab***yz"). BUG: ``chunk_error``
-    (in-stream and in-body ``{"error": ...}`` frames) copies ``error.message`` verbatim, so a key echoed there
-    reaches the client."""
+    ``route.failure.redact`` (OpenAI echoes "Incorrect API key provided: sk-ab***yz"). Regression: ``chunk_error``
+    (in-stream and in-body ``{"error": ...}`` frames) used to copy ``error.message`` verbatim, so a key echoed
+    there reached the client; those messages are now redacted too."""
     frame = {
         "error": {"message": "Incorrect API key provided: sk-proj-abcd1234efgh5678", "type": "invalid_request_error"}
     }
@@ -736,11 +738,11 @@ def test_f10_malformed_json_chunk_becomes_an_error_event() -> None:
 
 def test_f10_decoder_emits_nothing_after_a_failure() -> None:
     """F10 / canonical stream contract ("A Failure may end the stream"): after the decoder reports a Failure it is
-    done. BUG: a Failure raised inside ``_tool_fragment`` (interleaved tool arguments) is followed by the same
-    chunk's finish_reason handling, which overwrites ``state = DONE`` with FINISHING, so a BlockStop and, on [DONE],
-    a Finish follow the Failure. The Anthropic encoder hides it (it ignores events once closed), but any other
-    consumer of the canonical stream (metering, the Responses encoder, ``collect``) sees a stream that both failed
-    and finished."""
+    done. Regression: a Failure raised inside ``_tool_fragment`` (interleaved tool arguments) used to be followed by
+    the same chunk's finish_reason handling, which overwrote ``state = DONE`` with FINISHING, so a BlockStop and,
+    on [DONE], a Finish followed the Failure. The Anthropic encoder hid it (it ignores events once closed), but any
+    other consumer of the canonical stream (metering, the Responses encoder, ``collect``) saw a stream that both
+    failed and finished; nothing now follows the Failure."""
     raw = chat_sse(
         [
             role(),

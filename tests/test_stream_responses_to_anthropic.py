@@ -5,7 +5,7 @@ bytes (split anywhere) -> ``SSEParser`` -> ``openai_responses.StreamDecoder`` ->
 ``anthropic.StreamEncoder`` -> Anthropic SSE bytes, parsed back and checked by ``check_anthropic_stream`` (shared
 with the Chat stream tests) and folded by the official SDK's accumulator. Streams are built from the event shapes of
 ``openai/types/responses/response_*_event.py`` and checked against the recorded Codex streams in
-``shared/fixtures/codex``. Each test cites the failure mode it pins (shared/spec/failure-modes.md).
+``tests/fixtures/codex``. Each test cites the failure mode it pins (shared/spec/failure-modes.md).
 """
 
 from __future__ import annotations
@@ -729,8 +729,8 @@ def test_reasoning_closed_only_by_response_completed_is_still_signed() -> None:
     """A reasoning item the upstream never closed with ``output_item.done`` (some Responses-compatible servers;
     Codex's ``fault-no-output_item.done`` capture) but which the final ``response.output`` carries: the thinking
     block must still get its signature before its stop (F28), or Claude Code holds an unsigned thinking block.
-    BUG: ``_finish`` closes leftover blocks with a bare BlockStop, so the block has no signature_delta and
-    ``check_anthropic_stream`` flags it."""
+    Regression: ``_finish`` used to close leftover blocks with a bare BlockStop, so the block had no
+    signature_delta and ``check_anthropic_stream`` flagged it; leftover thinking blocks are now signed first."""
     s = Stream()
     s.reasoning("rs_1", ["thinking..."], ENCRYPTED, item_done=False)
     s.message("msg_1", "answer", item_done=False)
@@ -817,8 +817,9 @@ def test_collected_stream_equals_the_non_stream_response(case: str) -> None:
 def test_reasoning_text_content_is_kept_in_both_paths() -> None:
     """gpt-oss on vLLM / LM Studio stream raw reasoning as ``response.reasoning_text.delta`` and put it in the
     reasoning item's ``content`` (``reasoning_text`` parts), with no summary. The stream shows it as thinking; the
-    non-stream path (Claude Code's fallback) must too. BUG: ``to_canon`` (and the stream's done-only fallback) read
-    only ``summary``, so the non-streamed answer has an empty thinking block."""
+    non-stream path (Claude Code's fallback) must too. Regression: ``to_canon`` (and the stream's done-only
+    fallback) used to read only ``summary``, so the non-streamed answer had an empty thinking block; they now read
+    the ``reasoning_text`` content as well."""
     s = Stream()
     s.emit("response.output_item.added", output_index=0, item={"id": "rs_1", "type": "reasoning", "summary": []})
     for piece in ("The user ", "wants ls."):
@@ -851,7 +852,7 @@ def test_non_stream_failed_and_incomplete_responses() -> None:
     assert rendered["error"]["type"] == "rate_limit_error"
 
 
-# Recorded Codex streams (shared/fixtures/codex)
+# Recorded Codex streams (tests/fixtures/codex)
 
 CODEX = [r for r in fixture_records("codex") if r.get("response_body")]
 

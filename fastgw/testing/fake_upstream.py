@@ -3,7 +3,11 @@
 The request's ``model`` selects a :class:`Script` (or a function of the :class:`Prompt` returning one) from
 ``FakeUpstream.scripts``, seeded from :data:`SCENARIOS`; ``fake-stream-N`` streams about N content deltas and any
 other unknown model echoes the last user text. Every script serves all three endpoints over HTTP/1.1. Run
-standalone with ``python -m fastgw.testing.fake_upstream --host H --port P``.
+standalone with ``python -m fastgw.testing.fake_upstream --host H --port P [--strict]``.
+
+By default the fake answers any body it can read. In strict mode (``FakeUpstream(strict=True)``) it first validates
+each request the way the real provider does (:mod:`fastgw.testing.strict`) and refuses what the real API refuses,
+with that provider's own HTTP 400 body; strict mode needs the test extras (the SDKs and pydantic).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import h11
 import msgspec
 import trio
 
+from fastgw.testing import strict as strict_rules
 from fastgw.testing.fake_responses import OPENAI_RESPONSES
 from fastgw.testing.fake_wire import (
     ANTHROPIC_MESSAGES,
@@ -45,6 +50,16 @@ _DECODE_ANY: Final = msgspec.json.Decoder().decode
 _STREAM_MODEL: Final = re.compile(r"fake-stream-(\d+)")
 _RECEIVE_SIZE: Final = 65536
 _REASONS: Final = {status.value: status.phrase.encode() for status in HTTPStatus} | {529: b"Overloaded"}
+_VALIDATORS: Final[dict[Dialect, Callable[[Any, bool], None]]] = {
+    OPENAI_CHAT: lambda body, beta: strict_rules.validate_chat_request(body),
+    OPENAI_RESPONSES: lambda body, beta: strict_rules.validate_responses_request(body),
+    ANTHROPIC_MESSAGES: lambda body, beta: strict_rules.validate_messages_request(body, beta=beta),
+}
+_ENDPOINTS: Final = {
+    "/v1/chat/completions": OPENAI_CHAT,
+    "/v1/responses": OPENAI_RESPONSES,
+    "/v1/messages": ANTHROPIC_MESSAGES,
+}
 _LOREM: Final = "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt ut labore. "
 
 
@@ -152,16 +167,25 @@ class FakeUpstream:
     Attributes:
         scripts: Model name to script (or script factory); add entries to script new models at runtime.
         requests: Every request received, in order (empty when ``record_requests`` is False).
+        strict: Whether requests are validated as the real providers do (see the module docstring).
+        strict_headers: Whether strict mode also requires the provider's mandatory headers (Anthropic's
+            ``anthropic-version``, F48).
+        rejected: Requests strict mode refused, with the reason, in order (also when not recording).
     """
 
-    def __init__(self, *, record_requests: bool = True) -> None:
+    def __init__(self, *, record_requests: bool = True, strict: bool = False, strict_headers: bool = True) -> None:
         """Create a stopped fake.
 
         Args:
             record_requests: Whether to append every request to ``requests`` (turn off for long benchmarks).
+            strict: Refuse, with the provider's own 400, every request the real API would refuse.
+            strict_headers: In strict mode, also refuse a Messages request without ``anthropic-version``.
         """
         self.scripts: dict[str, ScriptSource] = dict(SCENARIOS)
         self.requests: list[RecordedRequest] = []
+        self.strict = strict
+        self.strict_headers = strict_headers
+        self.rejected: list[tuple[str, strict_rules.Rejected]] = []
         self._record = record_requests
         self._templates: dict[tuple[Dialect, str, bool, bool], tuple[Script, Rendered]] = {}
         self._base_url: str | None = None
@@ -193,7 +217,12 @@ class FakeUpstream:
             host: Interface to bind.
             port: TCP port, 0 for a free one.
             task_status: Receives :attr:`base_url` once listening.
+
+        Raises:
+            ImportError: In strict mode, if the test extras are missing.
         """
+        if self.strict:
+            await trio.to_thread.run_sync(strict_rules.preload)  # about a second, once per process
         async with trio.open_nursery() as nursery:
             listeners = await nursery.start(partial(trio.serve_tcp, self._serve_connection, port, host=host))
             bound_port = listeners[0].socket.getsockname()[1]
@@ -239,12 +268,12 @@ class FakeUpstream:
                 name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
                 headers[name] = f"{headers[name]}, {value}" if name in headers else value
             self.requests.append(RecordedRequest(method, path, query, headers, body))
-        if method == "POST" and path == "/v1/chat/completions":
-            return await self._complete(connection, stream, OPENAI_CHAT, body)
-        if method == "POST" and path == "/v1/responses":
-            return await self._complete(connection, stream, OPENAI_RESPONSES, body)
-        if method == "POST" and path == "/v1/messages":
-            return await self._complete(connection, stream, ANTHROPIC_MESSAGES, body)
+        endpoint = _ENDPOINTS.get(path) if method == "POST" else None
+        if endpoint is not None:
+            refusal = self._refusal(endpoint, request, query, body) if self.strict else None
+            if refusal is not None:
+                return await _send(connection, stream, refusal, b"")
+            return await self._complete(connection, stream, endpoint, body)
         if method == "GET" and path == "/v1/models":
             models = [{"id": name, "object": "model", "created": 0, "owned_by": "fastgw-fake"} for name in self.scripts]
             response = json_response(200, _ENCODE({"object": "list", "data": models}))
@@ -254,6 +283,25 @@ class FakeUpstream:
             if method == "HEAD":  # same headers, no body
                 response = msgspec.structs.replace(response, body=b"")
         return await _send(connection, stream, response, b"")
+
+    def _refusal(self, dialect: Dialect, request: h11.Request, query: str, body: bytes) -> Rendered | None:
+        """The provider's 400 for a request the real API would refuse, or None to answer it."""
+        try:
+            decoded = _DECODE_ANY(body)
+        except msgspec.DecodeError:
+            return None  # answered by _complete with the parse error
+        names = {name.lower() for name, _ in request.headers}
+        if self.strict_headers and dialect is ANTHROPIC_MESSAGES and b"anthropic-version" not in names:
+            error = strict_rules.Rejected((), "anthropic-version: header is required")  # F48
+        else:
+            beta = b"anthropic-beta" in names or "beta=true" in query.split("&")
+            try:
+                _VALIDATORS[dialect](decoded, beta)
+                return None
+            except strict_rules.Rejected as rejected:
+                error = rejected
+        self.rejected.append((request.target.decode("latin-1"), error))
+        return json_response(400, dialect.rejection_body(error.path, error.message))
 
     async def _complete(
         self, connection: h11.Connection, stream: trio.SocketStream, dialect: Dialect, body: bytes
@@ -328,8 +376,13 @@ def _chunk(data: bytes) -> bytes:
     return b"%x\r\n%b\r\n" % (len(data), data)
 
 
-async def _run(host: str, port: int) -> None:
-    fake = FakeUpstream(record_requests=False)
+async def _run(host: str, port: int, strict: bool) -> None:
+    fake = FakeUpstream(record_requests=False, strict=strict)
+    if strict:
+        try:
+            await trio.to_thread.run_sync(strict_rules.preload)
+        except ImportError as error:
+            raise SystemExit(f"--strict needs the test extras (pip install 'fastgw[test]'): {error}") from None
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(partial(fake.serve, host, port))
@@ -343,13 +396,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Run the fake standalone until SIGINT or SIGTERM.
 
     Args:
-        argv: Command-line arguments (default ``sys.argv[1:]``): ``--host`` and ``--port``.
+        argv: Command-line arguments (default ``sys.argv[1:]``): ``--host``, ``--port`` and ``--strict``.
     """
     parser = argparse.ArgumentParser(prog="python -m fastgw.testing.fake_upstream", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="TCP port (default: a free one)")
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse what the real APIs refuse, with their own 400 (needs the test extras: SDKs and pydantic)",
+    )
     args = parser.parse_args(argv)
-    trio.run(_run, args.host, args.port)
+    trio.run(_run, args.host, args.port, args.strict)
 
 
 if __name__ == "__main__":

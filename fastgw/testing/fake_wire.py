@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any, Final
 
 import msgspec
+
+from fastgw.testing.strict import anthropic_location, openai_param
 
 TOKEN_PLACEHOLDER: Final = b"FGW_TOKEN_PLACEHOLDER_24"
 """Stand-in for the per-response token inside templates; real tokens are 24 lowercase hex characters."""
@@ -210,18 +213,19 @@ def _last_text(message: _Message) -> str:
     return texts[-1] if texts else ""
 
 
-def openai_error_body(status: int, message: str | None = None) -> bytes:
+def openai_error_body(status: int, message: str | None = None, param: str | None = None) -> bytes:
     """Encode OpenAI's ``{"error": {message, type, param, code}}`` body for an HTTP status.
 
     Args:
         status: HTTP status code selecting the error type.
         message: Message overriding the status's default one.
+        param: The offending parameter's JSON path (``messages[1].content``), if any.
 
     Returns:
         The JSON error body.
     """
     default, error_type, code, _ = _ERRORS.get(status, _ERRORS[500 if status >= 500 else 400])
-    return _ENCODE({"error": {"message": message or default, "type": error_type, "param": None, "code": code}})
+    return _ENCODE({"error": {"message": message or default, "type": error_type, "param": param, "code": code}})
 
 
 def json_response(status: int, body: bytes, extra: tuple[tuple[bytes, bytes], ...] = ()) -> Rendered:
@@ -308,6 +312,18 @@ class Dialect(ABC):
         Returns:
             The JSON error body.
         """
+
+    def rejection_body(self, path: Sequence[str | int], message: str) -> bytes:
+        """Encode the provider's 400 ``invalid_request_error`` for a request strict mode refused.
+
+        Args:
+            path: Where in the request body (keys and indices; empty for the body as a whole).
+            message: What is wrong.
+
+        Returns:
+            The JSON error body (OpenAI's shape, with ``param`` the path; Anthropic overrides this).
+        """
+        return openai_error_body(400, message, openai_param(path))
 
     @abstractmethod
     def stream_error_event(self, model: str, position: int) -> bytes:
@@ -570,6 +586,11 @@ class AnthropicMessages(Dialect):
         """Anthropic: ``{"type": "error", "error": {type, message}}``."""
         default, _, _, error_type = _ERRORS.get(status, _ERRORS[500 if status >= 500 else 400])
         return _ENCODE({"type": "error", "error": {"type": error_type, "message": message or default}})
+
+    def rejection_body(self, path: Sequence[str | int], message: str) -> bytes:
+        """Anthropic: the location leads the message (``messages.1.content.0.text: ...``), as the API words it."""
+        location = anthropic_location(path)
+        return self.error_body(400, message if location in message else f"{location}: {message}")
 
     def stream_error_event(self, model: str, position: int) -> bytes:
         """Anthropic: ``event: error`` with an overloaded_error."""
