@@ -122,12 +122,9 @@ class Gateways:
 
 @pytest.fixture
 async def fake(nursery: trio.Nursery) -> AsyncIterator[FakeUpstream]:
-    """A strict fake upstream: it refuses, with the provider's own 400, what the real APIs refuse.
-
-    Its ``anthropic-version`` check stays off until the gateway sends that header on translated requests too
-    (tests/test_strict_fakes.py::test_translated_requests_to_anthropic_carry_anthropic_version, an xfail).
-    """
-    upstream = FakeUpstream(strict=True, strict_headers=False)
+    """A strict fake upstream: it refuses, with the provider's own 400, what the real APIs refuse (bodies and the
+    ``anthropic-version`` header)."""
+    upstream = FakeUpstream(strict=True)
     await nursery.start(upstream.serve)
     yield upstream
 
