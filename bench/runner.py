@@ -201,8 +201,7 @@ class Run:
 
     def peer(self, spec: PeerSpec) -> None:
         """Measure one peer on the headline scenario (HTTP/1.1), or record why it was skipped."""
-        upstream = f"http://127.0.0.1:{self.upstream_port}/v1"
-        command = spec.render("{port}", upstream, self.options.workers, self.options.folder)
+        command = spec.command  # the template, not the rendered line: a kept report names no machine path
         try:
             _say(f"starting peer {spec.name}")
             service, port = start_peer(
