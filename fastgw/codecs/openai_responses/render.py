@@ -186,8 +186,8 @@ def _stream_error_message(error: GatewayError, code: str) -> str:
 
 
 def _delta_event(kind: str, fields: bytes, end: bytes) -> tuple[bytes, bytes, bytes]:
-    """A delta event as templates: the bytes before its sequence number, between its output index and its delta
-    value (``fields``), and after the value."""
+    """A ``kind`` delta event as byte templates: up to its sequence number; ``fields`` (after the output index, up to
+    the delta value); ``end`` (after the value)."""
     return b'event: %s\ndata: {"type":"%s","sequence_number":' % (kind.encode(), kind.encode()), fields, end
 
 
@@ -208,8 +208,8 @@ class _Open(Struct):
     chunks: list[str] = []
     signature: str = ""
     summary_open: bool = False
-    prefix: bytes = b""  # the delta event's bytes up to its sequence number; empty: no delta events
-    head: bytes = b""  # from the sequence number to the delta value (fixed per item)
+    prefix: bytes = b""  # the delta event's bytes up to its sequence number; empty: the item streams no deltas
+    head: bytes = b""  # after the sequence number, up to the delta value (fixed per item)
     end: bytes = b""  # after the delta value
 
 
@@ -233,14 +233,17 @@ class StreamEncoder:
         self.has_reasoning = False
 
     def _emit(self, event: wire.StreamEvent) -> bytes:
+        """The SSE frame of ``event``, numbered next."""
         event.sequence_number = self.seq
         self.seq += 1
         return b"event: " + event.type.encode() + b"\ndata: " + _json(event) + b"\n\n"
 
     def _event(self, kind: str, data: dict[str, Any]) -> bytes:
+        """An event from a dict of its fields (``fail``'s form)."""
         return self._emit(wire.StreamEvent(type=kind, **data))
 
     def _item_event(self, kind: str, block: _Open, **fields: Any) -> bytes:
+        """An event about ``block``'s item (its ``item_id`` and ``output_index`` filled in)."""
         return self._emit(wire.StreamEvent(type=kind, item_id=block.item_id, output_index=block.output_index, **fields))
 
     def _response(self, status: str, **extra: Any) -> wire.ResponseOut:
