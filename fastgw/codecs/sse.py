@@ -51,6 +51,29 @@ class SSEParser:
                 chunk = chunk[1:]
         out: list[SSEEvent] = []
         buf = self._buf
+        if b"\r" not in chunk:  # LF-only line ends (every LLM upstream): split in one pass, no CR bookkeeping
+            if buf:  # the partial line a previous chunk ended with (the buffer never holds a CR)
+                chunk = bytes(buf) + chunk
+                buf.clear()
+            lines = chunk.split(b"\n")
+            buf += lines.pop()
+            event, data = self._event, self._data
+            for line in lines:
+                if not line:
+                    if data:
+                        out.append(SSEEvent(event, data[0] if len(data) == 1 else b"\n".join(data)))
+                        data = []
+                    event = None
+                elif line[:6] == b"data: ":
+                    data.append(line[6:])
+                elif line[:7] == b"event: ":
+                    event = line[7:].decode("utf-8", "replace")
+                else:  # comments, other fields, a colon without the space
+                    self._event, self._data = event, data
+                    self._line(line, out)
+                    event, data = self._event, self._data
+            self._event, self._data = event, data
+            return out
         buf += chunk
         pos = 0
         n = len(buf)

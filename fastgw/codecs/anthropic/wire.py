@@ -1,7 +1,8 @@
 """Anthropic Messages wire shapes as msgspec Structs (authority: ``anthropic/types/`` of the official SDK).
 
 Content blocks are decoded one by one through ``BLOCK_DECODERS`` keyed on ``type``, so a block type this module does
-not know survives as raw JSON instead of failing the request. Unknown top-level fields are ignored on decode.
+not know survives as raw JSON instead of failing the request. Unknown top-level fields are ignored on decode. The
+request sent to an Anthropic upstream (the ``Up*`` Structs) omits every field left unset.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from typing import Literal
 
 import msgspec
-from msgspec import Raw, Struct
+from msgspec import UNSET, Raw, Struct, UnsetType
 
 
 class Base64Source(Struct, tag="base64", kw_only=True):
@@ -178,6 +179,120 @@ class MessagesRequest(Struct, kw_only=True):
 
 class RawMessagesRequest(MessagesRequest, kw_only=True):
     messages: list[MessageParam]  # type: ignore[assignment]
+
+
+class _Up(Struct, omit_defaults=True, kw_only=True):
+    pass
+
+
+class UpBase64Source(Struct, tag="base64", tag_field="type", kw_only=True):
+    media_type: str | None
+    data: str | None
+
+
+class UpURLSource(Struct, tag="url", tag_field="type", kw_only=True):
+    url: str
+
+
+class UpTextSource(Struct, tag="text", tag_field="type", kw_only=True):
+    media_type: str
+    data: str
+
+
+class UpText(_Up, tag="text", tag_field="type"):
+    text: str
+    cache_control: Raw | UnsetType = UNSET
+
+
+class UpImage(_Up, tag="image", tag_field="type"):
+    source: UpBase64Source | UpURLSource
+    cache_control: Raw | UnsetType = UNSET
+
+
+class UpDocument(_Up, tag="document", tag_field="type"):
+    source: UpBase64Source | UpURLSource | UpTextSource
+    title: str | UnsetType = UNSET
+    cache_control: Raw | UnsetType = UNSET
+
+
+class UpToolUse(_Up, tag="tool_use", tag_field="type"):
+    id: str
+    name: str
+    input: Raw
+
+
+class UpToolResult(_Up, tag="tool_result", tag_field="type"):
+    tool_use_id: str
+    content: list[UpText | UpImage | UpDocument] | UnsetType = UNSET
+    is_error: bool = False
+    cache_control: Raw | UnsetType = UNSET
+
+
+class UpThinking(_Up, tag="thinking", tag_field="type"):
+    thinking: str
+    signature: str
+
+
+class UpRedactedThinking(_Up, tag="redacted_thinking", tag_field="type"):
+    data: str
+
+
+UpBlock = UpText | UpImage | UpDocument | UpToolUse | UpToolResult | UpThinking | UpRedactedThinking
+
+
+class UpMessage(_Up):
+    role: str
+    content: list[UpBlock | Raw]  # Raw: a block of a type this module does not know, as the client sent it
+
+
+class UpTool(_Up, kw_only=True):
+    name: str
+    description: str | UnsetType = UNSET
+    input_schema: Raw
+    cache_control: Raw | UnsetType = UNSET
+
+
+class UpToolChoice(_Up):
+    type: str
+    name: str | UnsetType = UNSET
+    disable_parallel_tool_use: bool = False
+
+
+class UpThinkingConfig(_Up):
+    type: Literal["enabled", "adaptive", "disabled"]
+    budget_tokens: int | UnsetType = UNSET
+
+
+class UpFormat(_Up, tag="json_schema", tag_field="type"):
+    schema: Raw
+
+
+class UpOutputConfig(_Up):
+    effort: str | UnsetType = UNSET
+    format: UpFormat | UnsetType = UNSET
+
+
+class UpMetadata(_Up):
+    user_id: str
+
+
+class UpRequest(_Up, kw_only=True):
+    """``POST /v1/messages`` as the gateway sends it to an Anthropic upstream."""
+
+    model: str
+    max_tokens: int
+    system: list[UpText] | UnsetType = UNSET
+    messages: list[UpMessage]
+    tools: list[UpTool] | UnsetType = UNSET
+    thinking: UpThinkingConfig | UnsetType = UNSET
+    output_config: UpOutputConfig | UnsetType = UNSET
+    tool_choice: UpToolChoice | UnsetType = UNSET
+    stop_sequences: list[str] | UnsetType = UNSET
+    temperature: float | UnsetType = UNSET
+    top_p: float | UnsetType = UNSET
+    top_k: int | UnsetType = UNSET
+    metadata: UpMetadata | UnsetType = UNSET
+    stream: bool = False
 
 
 class OutUsage(Struct, kw_only=True):

@@ -42,7 +42,8 @@ from fastgw.errors import InvalidRequest, invalid
 
 _encoder = msgspec.json.Encoder()
 
-# Inbound wire shapes: lenient, reading only what translation needs.
+# Inbound wire shapes: lenient, reading only what translation needs. Items and tools are tagged by ``type`` so a
+# body whose types are all known decodes in one pass; anything else is decoded item by item (``_RawBody``).
 
 
 class _Kind(Struct):
@@ -60,46 +61,61 @@ class _InPart(Struct):
     filename: str | None = None
 
 
-class _MessageItem(Struct):
+class _MessageItem(Struct, tag="message", tag_field="type"):
     role: str
     content: str | list[_InPart]
 
 
-class _FunctionCallItem(Struct):
+class _FunctionCallItem(Struct, tag="function_call", tag_field="type"):
     call_id: str
     name: str
     arguments: str = "{}"
 
 
-class _CustomCallItem(Struct):
+class _CustomCallItem(Struct, tag="custom_tool_call", tag_field="type"):
     call_id: str
     name: str
     input: str = ""
 
 
-class _CallOutputItem(Struct):
+class _CallOutputItem(Struct, tag="function_call_output", tag_field="type"):
     call_id: str
     output: str | list[_InPart] = ""
+
+
+class _CustomCallOutputItem(_CallOutputItem, tag="custom_tool_call_output"):
+    """A custom tool's output: the same shape as a function's."""
 
 
 class _Summary(Struct):
     text: str = ""
 
 
-class _ReasoningItem(Struct):
+class _ReasoningItem(Struct, tag="reasoning", tag_field="type"):
     summary: list[_Summary] = []
     encrypted_content: str | None = None
 
 
-class _AdditionalTools(Struct):
+class _AdditionalTools(Struct, tag="additional_tools", tag_field="type"):
     tools: list[Raw] = []
+
+
+_Item = (
+    _MessageItem
+    | _FunctionCallItem
+    | _CustomCallItem
+    | _CallOutputItem
+    | _CustomCallOutputItem
+    | _ReasoningItem
+    | _AdditionalTools
+)
 
 
 class _ToolKind(Struct):
     type: str = ""
 
 
-class _FunctionTool(Struct):
+class _FunctionTool(Struct, tag="function", tag_field="type"):
     name: str
     description: str | None = None
     parameters: Raw = Raw(b"")
@@ -112,14 +128,25 @@ class _Grammar(Struct):
     definition: str | None = None
 
 
-class _CustomTool(Struct):
+class _CustomTool(Struct, tag="custom", tag_field="type"):
     name: str
     description: str | None = None
     format: _Grammar | None = None
 
 
-class _Namespace(Struct):
+class _Namespace(Struct, tag="namespace", tag_field="type"):
     tools: list[Raw] = []
+
+
+class _WebSearch(Struct, tag="web_search", tag_field="type"):
+    """A built-in tool Codex sends; like every built-in (the others on the item-by-item path), dropped (F20)."""
+
+
+class _ToolSearch(Struct, tag="tool_search", tag_field="type"):
+    """Another built-in Codex sends, dropped (F20)."""
+
+
+_ToolDef = _FunctionTool | _CustomTool | _Namespace | _WebSearch | _ToolSearch
 
 
 class _NamedChoice(Struct):
@@ -142,10 +169,12 @@ class _TextParam(Struct):
 
 
 class _Body(Struct):
+    """The fast path: every item and tool of a type listed in ``_Item`` / ``_ToolDef``, decoded in one pass."""
+
     model: str
-    input: str | list[Raw] = []
+    input: str | list[_Item] = []
     instructions: str | None = None
-    tools: list[Raw] = []
+    tools: list[_ToolDef] = []
     tool_choice: str | _NamedChoice | None = None
     parallel_tool_calls: bool | None = None
     reasoning: _ReasoningParam | None = None
@@ -162,13 +191,21 @@ class _Body(Struct):
     safety_identifier: str | None = None
 
 
+class _RawBody(_Body):
+    """Anything else: items and tools kept raw and decoded one by one by ``type`` (unknown types are skipped)."""
+
+    input: str | list[Raw] = []  # type: ignore[assignment]
+    tools: list[Raw] = []  # type: ignore[assignment]
+
+
 _body_decoder = msgspec.json.Decoder(_Body)
+_raw_body_decoder = msgspec.json.Decoder(_RawBody)
 _ITEM_DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
     "message": msgspec.json.Decoder(_MessageItem),
     "function_call": msgspec.json.Decoder(_FunctionCallItem),
     "custom_tool_call": msgspec.json.Decoder(_CustomCallItem),
     "function_call_output": msgspec.json.Decoder(_CallOutputItem),
-    "custom_tool_call_output": msgspec.json.Decoder(_CallOutputItem),
+    "custom_tool_call_output": msgspec.json.Decoder(_CustomCallOutputItem),
     "reasoning": msgspec.json.Decoder(_ReasoningItem),
     "additional_tools": msgspec.json.Decoder(_AdditionalTools),
 }
@@ -204,6 +241,7 @@ def custom_tool_schema(description: str) -> Raw:
 
 
 _CUSTOM_INPUT = "The raw freeform input for this tool, exactly as the tool expects it (not JSON-encoded)."
+_CUSTOM_SCHEMA = custom_tool_schema(_CUSTOM_INPUT)
 
 
 class _Tools:
@@ -211,12 +249,12 @@ class _Tools:
         self.tools: list[Tool] = []
         self.custom: list[str] = []
 
-    def add(self, raw: Raw, path: str) -> None:
-        kind = _decode(_tool_kind_decoder, raw, path).type
-        decoder = _TOOL_DECODERS.get(kind)
-        if decoder is None:
-            return  # built-in tools (web_search, tool_search, local_shell, ...) have no Claude equivalent (F20)
-        tool = _decode(decoder, raw, path)
+    def add(self, tool: _ToolDef | Raw, path: str) -> None:
+        if isinstance(tool, Raw):
+            decoder = _TOOL_DECODERS.get(_decode(_tool_kind_decoder, tool, path).type)
+            if decoder is None:
+                return  # built-in tools (web_search, tool_search, local_shell, ...) have no Claude equivalent (F20)
+            tool = _decode(decoder, tool, path)
         if isinstance(tool, _FunctionTool):
             self.tools.append(
                 Tool(
@@ -235,10 +273,8 @@ class _Tools:
                     f"{grammar.syntax or ''} grammar:\n{grammar.definition}"
                 )
             self.custom.append(tool.name)
-            self.tools.append(
-                Tool(name=tool.name, description=description.strip() or None, schema=custom_tool_schema(_CUSTOM_INPUT))
-            )
-        else:
+            self.tools.append(Tool(name=tool.name, description=description.strip() or None, schema=_CUSTOM_SCHEMA))
+        elif isinstance(tool, _Namespace):
             for j, inner in enumerate(tool.tools):
                 self.add(inner, f"{path}.tools[{j}]")
 
@@ -316,66 +352,78 @@ def _contents(content: str | list[_InPart], path: str) -> list[ContentPart]:
     return out
 
 
+def _item(item: _Item, i: int, turns: _Turns, system: list[Text], tools: _Tools) -> None:
+    """Add input item ``i`` to the turns (or to the system prompt, or the tools)."""
+    match item:
+        case _MessageItem():
+            parts = _contents(item.content, f"input[{i}].content")
+            if item.role in ("system", "developer"):  # F33: hoisted into the top-level system prompt
+                system.extend(p for p in parts if isinstance(p, Text))
+            elif item.role == "user" or item.role == "assistant":
+                role: Role = "user" if item.role == "user" else "assistant"
+                for part in parts:
+                    turns.add(role, part)
+            else:
+                raise InvalidRequest(
+                    f"input[{i}].role: expected one of user, assistant, system, developer", param=f"input[{i}].role"
+                )
+        case _FunctionCallItem():
+            turns.add("assistant", ToolCall(id=item.call_id, name=item.name, arguments=item.arguments or "{}"))
+        case _CustomCallItem():
+            arguments = json.dumps({"input": item.input}, ensure_ascii=False)
+            turns.add("assistant", ToolCall(id=item.call_id, name=item.name, arguments=arguments))
+        case _CallOutputItem():
+            content = _contents(item.output, f"input[{i}].output")
+            turns.add("user", tool_result(item.call_id, content))
+        case _ReasoningItem():
+            thinking = read_thinking(item.encrypted_content) if item.encrypted_content else None
+            if thinking is not None:
+                turns.add("assistant", thinking)
+        case _AdditionalTools():
+            for j, tool in enumerate(item.tools):
+                tools.add(tool, f"$.input[{i}].tools[{j}]")
+
+
 def to_canon(body: bytes) -> Request:
     """Decode a Responses request body into canonical form.
 
     Raises:
         InvalidRequest: malformed JSON, a missing or mistyped field (with its JSON path in ``param``).
     """
+    wire_body: _Body
     try:
         wire_body = _body_decoder.decode(body)
+    except msgspec.ValidationError:
+        # An item or tool type the fast path does not list (or a real error): decode them one by one.
+        try:
+            wire_body = _raw_body_decoder.decode(body)
+        except msgspec.DecodeError as error:
+            raise invalid(error) from None
     except msgspec.DecodeError as error:
         raise invalid(error) from None
     if wire_body.max_output_tokens is not None and wire_body.max_output_tokens < 1:
         raise InvalidRequest("max_output_tokens: must be greater than or equal to 1", param="max_output_tokens")
 
     tools = _Tools()
-    for i, raw in enumerate(wire_body.tools):
-        tools.add(raw, f"$.tools[{i}]")
+    for i, tool in enumerate(wire_body.tools):
+        tools.add(tool, f"$.tools[{i}]")
 
     system: list[Text] = [Text(text=wire_body.instructions)] if wire_body.instructions else []
     turns = _Turns()
-    items = wire_body.input if isinstance(wire_body.input, list) else []
-    if isinstance(wire_body.input, str) and wire_body.input:
-        turns.add("user", Text(text=wire_body.input))
-    for i, raw in enumerate(items):
-        path = f"$.input[{i}]"
-        kind = _decode(_kind_decoder, raw, path).type
-        decoder = _ITEM_DECODERS.get(kind)
-        if decoder is None:
-            continue  # item types Claude has no use for (web_search_call, compaction, ...)
-        item = _decode(decoder, raw, path)
-        match item:
-            case _MessageItem():
-                parts = _contents(item.content, f"input[{i}].content")
-                if item.role in ("system", "developer"):  # F33: hoisted into the top-level system prompt
-                    system.extend(p for p in parts if isinstance(p, Text))
-                elif item.role == "user" or item.role == "assistant":
-                    role: Role = "user" if item.role == "user" else "assistant"
-                    for part in parts:
-                        turns.add(role, part)
-                else:
-                    raise InvalidRequest(
-                        f"input[{i}].role: expected one of user, assistant, system, developer", param=f"input[{i}].role"
-                    )
-            case _FunctionCallItem():
-                turns.add("assistant", ToolCall(id=item.call_id, name=item.name, arguments=item.arguments or "{}"))
-            case _CustomCallItem():
-                arguments = json.dumps({"input": item.input}, ensure_ascii=False)
-                turns.add("assistant", ToolCall(id=item.call_id, name=item.name, arguments=arguments))
-            case _CallOutputItem():
-                content = _contents(item.output, f"input[{i}].output")
-                turns.add("user", tool_result(item.call_id, content))
-            case _ReasoningItem():
-                thinking = read_thinking(item.encrypted_content) if item.encrypted_content else None
-                if thinking is not None:
-                    turns.add("assistant", thinking)
-            case _AdditionalTools():
-                for j, tool in enumerate(item.tools):
-                    tools.add(tool, f"{path}.tools[{j}]")
+    if isinstance(wire_body.input, str):
+        if wire_body.input:
+            turns.add("user", Text(text=wire_body.input))
+    else:
+        for i, item in enumerate(wire_body.input):
+            if isinstance(item, Raw):
+                path = f"$.input[{i}]"
+                decoder = _ITEM_DECODERS.get(_decode(_kind_decoder, item, path).type)
+                if decoder is None:
+                    continue  # item types Claude has no use for (web_search_call, compaction, ...)
+                item = _decode(decoder, item, path)
+            _item(item, i, turns, system, tools)
     turns.flush()
 
-    names = {t.name for t in tools.tools}
     extension = Extension(
         include_reasoning=ENCRYPTED_INCLUDE in (wire_body.include or []),
         custom_tools=tools.custom,
@@ -388,7 +436,7 @@ def to_canon(body: bytes) -> Request:
         system=system,
         messages=turns.messages,
         tools=tools.tools,
-        tool_choice=_tool_choice(wire_body.tool_choice, wire_body.parallel_tool_calls, names),
+        tool_choice=_tool_choice(wire_body.tool_choice, wire_body.parallel_tool_calls, tools.tools),
         max_tokens=wire_body.max_output_tokens,
         temperature=wire_body.temperature,
         top_p=wire_body.top_p,
@@ -403,14 +451,14 @@ def to_canon(body: bytes) -> Request:
     )
 
 
-def _tool_choice(choice: str | _NamedChoice | None, parallel: bool | None, names: set[str]) -> ToolChoice | None:
+def _tool_choice(choice: str | _NamedChoice | None, parallel: bool | None, tools: list[Tool]) -> ToolChoice | None:
     parallel_ok = parallel is not False
     if choice is None:
         return None if parallel_ok else ToolChoice(parallel=False)
     if isinstance(choice, str):
         mode: Literal["auto", "any", "none"] = "any" if choice == "required" else "none" if choice == "none" else "auto"
         return ToolChoice(mode=mode, parallel=parallel_ok)
-    if choice.type in ("function", "custom") and choice.name in names:
+    if choice.type in ("function", "custom") and any(t.name == choice.name for t in tools):
         return ToolChoice(mode="tool", name=choice.name, parallel=parallel_ok)
     return ToolChoice(mode="auto", parallel=parallel_ok)  # F20: a built-in or unknown tool was dropped
 

@@ -1,5 +1,9 @@
 """Canonical responses, streams and errors -> what Responses clients read (Codex's needs first: every item gets
-``output_item.done``, and a stream always ends in completed, incomplete or failed)."""
+``output_item.done``, and a stream always ends in completed, incomplete or failed).
+
+Everything is built as ``wire`` Structs and encoded once; the three delta events a stream is mostly made of are
+written from byte templates made when their item opens (as ``anthropic.render.StreamEncoder`` does).
+"""
 
 from __future__ import annotations
 
@@ -19,30 +23,34 @@ from fastgw.canon.response import Response, StopReason, Usage
 from fastgw.canon.sources import SYSTEM, Sources
 from fastgw.canon.stream import BlockStart, BlockStop, Delta, Event, Failure, Finish, Start
 from fastgw.codecs.openai_errors import describe
+from fastgw.codecs.openai_responses import wire
 from fastgw.codecs.openai_responses.extension import Extension, extension, mint_thinking
 from fastgw.errors import GatewayError
 
 _encoder = msgspec.json.Encoder()
+_json = _encoder.encode
+_NO_SUMMARY: list[wire.SummaryText] = []
+_TOOL_CHOICES = {"any": "required", "none": "none"}
 
 
-def _usage(usage: Usage) -> dict[str, Any]:
+def _usage(usage: Usage) -> wire.UsageOut:
     total_input = usage.input_tokens + usage.cache_read + usage.cache_write
-    return {
-        "input_tokens": total_input,
-        "input_tokens_details": {"cached_tokens": usage.cache_read, "cache_write_tokens": usage.cache_write},
-        "output_tokens": usage.output_tokens,
-        "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
-        "total_tokens": total_input + usage.output_tokens,
-    }
+    return wire.UsageOut(
+        input_tokens=total_input,
+        input_tokens_details=wire.InputTokensOut(cached_tokens=usage.cache_read, cache_write_tokens=usage.cache_write),
+        output_tokens=usage.output_tokens,
+        output_tokens_details=wire.OutputTokensOut(reasoning_tokens=usage.reasoning_tokens),
+        total_tokens=total_input + usage.output_tokens,
+    )
 
 
-def _tool_choice_out(request: Request | None) -> Any:
+def _tool_choice_out(request: Request | None) -> str | wire.NamedFunction:
     choice = request.tool_choice if request is not None else None
     if choice is None:
         return "auto"
     if choice.mode == "tool" and choice.name:
-        return {"type": "function", "name": choice.name}
-    return {"any": "required", "none": "none"}.get(choice.mode, "auto")
+        return wire.NamedFunction(name=choice.name)
+    return _TOOL_CHOICES.get(choice.mode, "auto")
 
 
 def _response_object(
@@ -50,37 +58,33 @@ def _response_object(
     model: str,
     created_at: int,
     request: Request | None,
+    ext: Extension,
     status: str,
-    output: list[dict[str, Any]],
+    output: list[wire.OutputItem],
     usage: Usage | None = None,
     stop_reason: StopReason | None = None,
     error: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    ext = extension(request)
+) -> wire.ResponseOut:
     incomplete = status == "incomplete"
-    return {
-        "id": response_id,
-        "object": "response",
-        "created_at": created_at,
-        "model": model,
-        "status": status,
-        "output": output,
-        "parallel_tool_calls": request.tool_choice.parallel if request and request.tool_choice else True,
-        "tool_choice": _tool_choice_out(request),
-        "tools": [],
-        "usage": _usage(usage) if usage is not None else None,
-        "error": error,
-        "incomplete_details": {"reason": "max_output_tokens" if stop_reason == "max_tokens" else "content_filter"}
+    return wire.ResponseOut(
+        id=response_id,
+        created_at=created_at,
+        model=model,
+        status=status,
+        output=output,
+        parallel_tool_calls=request.tool_choice.parallel if request and request.tool_choice else True,
+        tool_choice=_tool_choice_out(request),
+        usage=_usage(usage) if usage is not None else None,
+        error=error,
+        incomplete_details=wire.IncompleteOut("max_output_tokens" if stop_reason == "max_tokens" else "content_filter")
         if incomplete
         else None,
-        "previous_response_id": ext.previous_response_id,
-        "store": ext.store,
-        "max_output_tokens": request.max_tokens if request else None,
-        "temperature": request.temperature if request else None,
-        "top_p": request.top_p if request else None,
-        "instructions": None,
-        "metadata": {},
-    }
+        previous_response_id=ext.previous_response_id,
+        store=ext.store,
+        max_output_tokens=request.max_tokens if request else None,
+        temperature=request.temperature if request else None,
+        top_p=request.top_p if request else None,
+    )
 
 
 def _custom_input(arguments: str) -> str:
@@ -101,57 +105,37 @@ def _show_summary(request: Request | None) -> bool:
     return not (request is not None and request.reasoning is not None and not request.reasoning.summary)
 
 
-def _reasoning_item(item_id: str, text: str, sig: str | None, ext: Extension, show: bool) -> dict[str, Any]:
-    item: dict[str, Any] = {
-        "id": item_id,
-        "type": "reasoning",
-        "summary": [{"type": "summary_text", "text": text}] if text and show else [],
-    }
+def _reasoning_item(item_id: str, text: str, sig: str | None, ext: Extension, show: bool) -> wire.ReasoningOut:
+    item = wire.ReasoningOut(id=item_id, summary=[wire.SummaryText(text=text)] if text and show else [])
     if ext.include_reasoning and sig:
-        item["encrypted_content"] = mint_thinking(text, sig)
+        item.encrypted_content = mint_thinking(text, sig)
     return item
 
 
-def _message_item(item_id: str, text: str) -> dict[str, Any]:
-    return {
-        "id": item_id,
-        "type": "message",
-        "role": "assistant",
-        "status": "completed",
-        "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}],
-    }
+def _message_item(item_id: str, text: str) -> wire.MessageOut:
+    return wire.MessageOut(id=item_id, status="completed", content=[wire.OutputTextContent(text=text)])
 
 
-def _call_item(item_id: str, call_id: str, name: str, arguments: str, ext: Extension) -> dict[str, Any]:
+def _call_item(
+    item_id: str, call_id: str, name: str, arguments: str, ext: Extension
+) -> wire.FunctionCallOut | wire.CustomToolCallOut:
     if name in ext.custom_tools:
-        return {
-            "id": item_id,
-            "type": "custom_tool_call",
-            "status": "completed",
-            "call_id": call_id,
-            "name": name,
-            "input": _custom_input(arguments),
-        }
-    return {
-        "id": item_id,
-        "type": "function_call",
-        "status": "completed",
-        "call_id": call_id,
-        "name": name,
-        "arguments": arguments or "{}",
-    }
+        return wire.CustomToolCallOut(
+            id=item_id, status="completed", call_id=call_id, name=name, input=_custom_input(arguments)
+        )
+    return wire.FunctionCallOut(id=item_id, status="completed", call_id=call_id, name=name, arguments=arguments or "{}")
 
 
-def _placeholder(sources: Sources) -> dict[str, Any]:
+def _placeholder(sources: Sources) -> wire.ReasoningOut:
     """F27: Codex asked for reasoning and Claude produced none; an empty item keeps it from waiting."""
-    return {"id": sources.new_id("rs"), "type": "reasoning", "summary": []}
+    return wire.ReasoningOut(id=sources.new_id("rs"), summary=_NO_SUMMARY)
 
 
 def from_canon(response: Response, request: Request, sources: Sources = SYSTEM) -> bytes:
     """The non-streamed Responses ``response`` object for ``response``."""
     ext = extension(request)
     show = _show_summary(request)
-    output: list[dict[str, Any]] = []
+    output: list[wire.OutputItem] = []
     has_reasoning = False
     for part in response.parts:
         if isinstance(part, Thinking):
@@ -171,6 +155,7 @@ def from_canon(response: Response, request: Request, sources: Sources = SYSTEM) 
         request.model or response.model,
         sources.timestamp(),
         request,
+        ext,
         _status_of(response.stop_reason),
         output,
         response.usage,
@@ -200,6 +185,20 @@ def _stream_error_message(error: GatewayError, code: str) -> str:
 # Streaming
 
 
+def _delta_event(kind: str, fields: bytes, end: bytes) -> tuple[bytes, bytes, bytes]:
+    """A ``kind`` delta event as byte templates: up to its sequence number; ``fields`` (after the output index, up to
+    the delta value); ``end`` (after the value)."""
+    return b'event: %s\ndata: {"type":"%s","sequence_number":' % (kind.encode(), kind.encode()), fields, end
+
+
+# Per block kind: the delta event it streams (custom tool input is only known once its arguments are complete).
+_DELTAS = {
+    "text": _delta_event("response.output_text.delta", b',"content_index":0,"delta":', b',"logprobs":[]}\n\n'),
+    "thinking": _delta_event("response.reasoning_summary_text.delta", b',"summary_index":0,"delta":', b"}\n\n"),
+    "function": _delta_event("response.function_call_arguments.delta", b',"delta":', b"}\n\n"),
+}
+
+
 class _Open(Struct):
     output_index: int
     kind: str
@@ -209,6 +208,9 @@ class _Open(Struct):
     chunks: list[str] = []
     signature: str = ""
     summary_open: bool = False
+    prefix: bytes = b""  # the delta event's bytes up to its sequence number; empty: the item streams no deltas
+    head: bytes = b""  # after the sequence number, up to the delta value (fixed per item)
+    end: bytes = b""  # after the delta value
 
 
 class StreamEncoder:
@@ -226,30 +228,39 @@ class StreamEncoder:
         self.created_at = self.sources.timestamp()
         self.started = False
         self.closed = False
-        self.output: list[dict[str, Any]] = []
+        self.output: list[wire.OutputItem] = []
         self.open: dict[int, _Open] = {}
         self.has_reasoning = False
 
-    def _event(self, kind: str, data: dict[str, Any]) -> bytes:
-        payload = {"type": kind, "sequence_number": self.seq, **data}
+    def _emit(self, event: wire.StreamEvent) -> bytes:
+        """The SSE frame of ``event``, numbered next."""
+        event.sequence_number = self.seq
         self.seq += 1
-        return b"event: " + kind.encode() + b"\ndata: " + _encoder.encode(payload) + b"\n\n"
+        return b"event: " + event.type.encode() + b"\ndata: " + _json(event) + b"\n\n"
 
-    def _response(self, status: str, **extra: Any) -> dict[str, Any]:
+    def _event(self, kind: str, data: dict[str, Any]) -> bytes:
+        """An event from a dict of its fields (``fail``'s form)."""
+        return self._emit(wire.StreamEvent(type=kind, **data))
+
+    def _item_event(self, kind: str, block: _Open, **fields: Any) -> bytes:
+        """An event about ``block``'s item (its ``item_id`` and ``output_index`` filled in)."""
+        return self._emit(wire.StreamEvent(type=kind, item_id=block.item_id, output_index=block.output_index, **fields))
+
+    def _response(self, status: str, **extra: Any) -> wire.ResponseOut:
         return _response_object(
-            self.response_id, self.model, self.created_at, self.request, status, list(self.output), **extra
+            self.response_id, self.model, self.created_at, self.request, self.ext, status, list(self.output), **extra
         )
 
     def feed(self, event: Event) -> bytes:
         if self.closed:
             return b""
         match event:
+            case Delta():
+                return self._delta(event)
             case Start():
                 return self._start(event)
             case BlockStart():
                 return self._start_if_needed() + self._block_start(event)
-            case Delta():
-                return self._delta(event)
             case BlockStop():
                 return self._block_stop(event.index)
             case Finish():
@@ -265,29 +276,40 @@ class StreamEncoder:
         if not self.model and event is not None:
             self.model = event.model
         response = self._response("in_progress")
-        return self._event("response.created", {"response": response}) + self._event(
-            "response.in_progress", {"response": response}
+        return self._emit(wire.StreamEvent(type="response.created", response=response)) + self._emit(
+            wire.StreamEvent(type="response.in_progress", response=response)
         )
 
     def _start_if_needed(self) -> bytes:
         return b"" if self.started else self._start(None)
 
-    def _add_item(self, item: dict[str, Any]) -> tuple[int, bytes]:
+    def _add_item(self, item: wire.OutputItem) -> tuple[int, bytes]:
         index = len(self.output)
         self.output.append(item)
-        return index, self._event("response.output_item.added", {"output_index": index, "item": item})
+        added = wire.StreamEvent(type="response.output_item.added", output_index=index, item=item)
+        return index, self._emit(added)
 
-    def _done_item(self, index: int, item: dict[str, Any]) -> bytes:
+    def _done_item(self, index: int, item: wire.OutputItem) -> bytes:
         self.output[index] = item
-        return self._event("response.output_item.done", {"output_index": index, "item": item})
+        done = wire.StreamEvent(type="response.output_item.done", output_index=index, item=item)
+        return self._emit(done)
+
+    def _open_block(self, event: BlockStart, index: int, kind: str, item_id: str) -> _Open:
+        block = _Open(index, kind, item_id, call_id=event.id, name=event.name)
+        delta = _DELTAS.get(kind)
+        if delta is not None and (kind != "thinking" or self.show_summary):
+            block.prefix, block.end = delta[0], delta[2]
+            block.head = b',"item_id":%s,"output_index":%d%s' % (_json(item_id), index, delta[1])
+        self.open[event.index] = block
+        return block
 
     def _block_start(self, event: BlockStart) -> bytes:
         out = b""
         if event.kind == "thinking":
             self.has_reasoning = True
             item_id = self.sources.new_id("rs")
-            index, added = self._add_item({"id": item_id, "type": "reasoning", "summary": []})
-            self.open[event.index] = _Open(output_index=index, kind="thinking", item_id=item_id)
+            index, added = self._add_item(wire.ReasoningOut(id=item_id, summary=[]))
+            self._open_block(event, index, "thinking", item_id)
             return added
         if self.ext.include_reasoning and not self.has_reasoning:
             self.has_reasoning = True
@@ -296,100 +318,70 @@ class StreamEncoder:
             out += added + self._done_item(index, placeholder)
         if event.kind == "text":
             item_id = self.sources.new_id("msg")
-            index, added = self._add_item(
-                {"id": item_id, "type": "message", "role": "assistant", "status": "in_progress", "content": []}
-            )
-            part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
-            out += added + self._event(
-                "response.content_part.added",
-                {"item_id": item_id, "output_index": index, "content_index": 0, "part": part},
-            )
-            self.open[event.index] = _Open(output_index=index, kind="text", item_id=item_id)
-            return out
+            index, added = self._add_item(wire.MessageOut(id=item_id, status="in_progress", content=[]))
+            block = self._open_block(event, index, "text", item_id)
+            part = wire.OutputTextContent(text="")
+            return out + added + self._item_event("response.content_part.added", block, content_index=0, part=part)
         custom = event.name in self.ext.custom_tools
         item_id = self.sources.new_id("ctc" if custom else "fc")
-        item: dict[str, Any] = {
-            "id": item_id,
-            "type": "custom_tool_call" if custom else "function_call",
-            "status": "in_progress",
-            "call_id": event.id,
-            "name": event.name,
-        }
-        item["input" if custom else "arguments"] = ""
+        item: wire.OutputItem
+        if custom:
+            item = wire.CustomToolCallOut(id=item_id, status="in_progress", call_id=event.id, name=event.name, input="")
+        else:
+            item = wire.FunctionCallOut(
+                id=item_id, status="in_progress", call_id=event.id, name=event.name, arguments=""
+            )
         index, added = self._add_item(item)
-        self.open[event.index] = _Open(
-            output_index=index,
-            kind="custom" if custom else "function",
-            item_id=item_id,
-            call_id=event.id,
-            name=event.name,
-        )
+        self._open_block(event, index, "custom" if custom else "function", item_id)
         return out + added
 
     def _delta(self, event: Delta) -> bytes:
         block = self.open.get(event.index)
-        if block is None:
+        value = event.value
+        if block is None or not value:
             return b""
         if event.kind == "signature":
-            block.signature += event.value
+            block.signature += value
             return b""
-        if not event.value:
+        block.chunks.append(value)
+        if not block.prefix:
             return b""
-        block.chunks.append(event.value)
-        head = {"item_id": block.item_id, "output_index": block.output_index}
-        if block.kind == "thinking":
-            if not self.show_summary:
-                return b""
-            out = b""
-            if not block.summary_open:
-                block.summary_open = True
-                out += self._event(
-                    "response.reasoning_summary_part.added",
-                    {**head, "summary_index": 0, "part": {"type": "summary_text", "text": ""}},
-                )
-            return out + self._event(
-                "response.reasoning_summary_text.delta", {**head, "summary_index": 0, "delta": event.value}
-            )
-        if block.kind == "text":
-            return self._event(
-                "response.output_text.delta", {**head, "content_index": 0, "delta": event.value, "logprobs": []}
-            )
-        if block.kind == "function":
-            return self._event("response.function_call_arguments.delta", {**head, "delta": event.value})
-        return b""  # custom tool input is only known once the arguments JSON is complete
+        out = b""
+        if block.kind == "thinking" and not block.summary_open:
+            block.summary_open = True
+            part = wire.SummaryText(text="")
+            out = self._item_event("response.reasoning_summary_part.added", block, summary_index=0, part=part)
+        seq = self.seq
+        self.seq = seq + 1
+        return b"%s%s%d%s%s%s" % (out, block.prefix, seq, block.head, _json(value), block.end)
 
     def _block_stop(self, index: int) -> bytes:
         block = self.open.pop(index, None)
         if block is None:
             return b""
         text = "".join(block.chunks)
-        head = {"item_id": block.item_id, "output_index": block.output_index}
         out = b""
+        item: wire.OutputItem
         if block.kind == "thinking":
             if block.summary_open:
-                summary_part: dict[str, Any] = {"type": "summary_text", "text": text}
-                out += self._event("response.reasoning_summary_text.done", {**head, "summary_index": 0, "text": text})
-                out += self._event(
-                    "response.reasoning_summary_part.done", {**head, "summary_index": 0, "part": summary_part}
-                )
+                out += self._item_event("response.reasoning_summary_text.done", block, summary_index=0, text=text)
+                part = wire.SummaryText(text=text)
+                out += self._item_event("response.reasoning_summary_part.done", block, summary_index=0, part=part)
             item = _reasoning_item(block.item_id, text, block.signature, self.ext, self.show_summary)
         elif block.kind == "text":
-            part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
-            out += self._event("response.output_text.done", {**head, "content_index": 0, "text": text, "logprobs": []})
-            out += self._event("response.content_part.done", {**head, "content_index": 0, "part": part})
+            out += self._item_event("response.output_text.done", block, content_index=0, text=text, logprobs=[])
+            content = wire.OutputTextContent(text=text)
+            out += self._item_event("response.content_part.done", block, content_index=0, part=content)
             item = _message_item(block.item_id, text)
         else:
             item = _call_item(block.item_id, block.call_id, block.name, text, self.ext)
-            if block.kind == "function":
-                out += self._event(
-                    "response.function_call_arguments.done",
-                    {**head, "name": block.name, "arguments": item["arguments"]},
-                )
+            if isinstance(item, wire.FunctionCallOut):
+                done = "response.function_call_arguments.done"
+                out += self._item_event(done, block, name=block.name, arguments=item.arguments)
             else:
-                raw_input = item["input"]
-                if raw_input:
-                    out += self._event("response.custom_tool_call_input.delta", {**head, "delta": raw_input})
-                out += self._event("response.custom_tool_call_input.done", {**head, "input": raw_input})
+                if item.input:
+                    out += self._item_event("response.custom_tool_call_input.delta", block, delta=item.input)
+                out += self._item_event("response.custom_tool_call_input.done", block, input=item.input)
         return out + self._done_item(block.output_index, item)
 
     def _close_open(self) -> bytes:
@@ -400,7 +392,7 @@ class StreamEncoder:
         self.closed = True
         status = _status_of(event.stop_reason)
         response = self._response(status, usage=event.usage, stop_reason=event.stop_reason)
-        return out + self._event(f"response.{status}", {"response": response})
+        return out + self._emit(wire.StreamEvent(type=f"response.{status}", response=response))
 
     def fail(self, error: GatewayError) -> bytes:
         """End the stream with ``response.failed`` carrying an ``error.code`` Codex understands (F10)."""

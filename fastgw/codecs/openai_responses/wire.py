@@ -2,12 +2,14 @@
 
 Outbound Structs omit unset fields (a Responses upstream rejects parameters it does not know, e.g.
 ``stream_options``: F8). Inbound Structs are lenient and read only what translation needs; events are decoded by
-``type`` through ``EVENT_DECODERS`` so an event type this module does not know is skipped, not fatal.
+``type`` through ``EVENT_DECODERS`` so an event type this module does not know is skipped, not fatal. What Responses
+clients read (the ``response`` object, its output items, stream events) is written field for field in the API's
+order, ``null`` included.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 from msgspec import UNSET, Raw, Struct, UnsetType
@@ -111,6 +113,117 @@ class ResponsesRequest(_Out):
     prompt_cache_key: str | UnsetType = UNSET
     safety_identifier: str | UnsetType = UNSET
     text: TextParam | UnsetType = UNSET
+
+
+# Client-facing output (the ``response`` object, its items, stream events): every field written, in the API's order.
+
+
+class OutputTextContent(Struct, tag="output_text", tag_field="type", kw_only=True):
+    text: str
+    annotations: list[Raw] = []
+    logprobs: list[Raw] = []
+
+
+class ReasoningOut(Struct, kw_only=True):
+    id: str
+    type: Literal["reasoning"] = "reasoning"
+    summary: list[SummaryText]
+    encrypted_content: str | UnsetType = UNSET
+
+
+class MessageOut(Struct, kw_only=True):
+    id: str
+    type: Literal["message"] = "message"
+    role: Literal["assistant"] = "assistant"
+    status: str
+    content: list[OutputTextContent]
+
+
+class FunctionCallOut(Struct, kw_only=True):
+    id: str
+    type: Literal["function_call"] = "function_call"
+    status: str
+    call_id: str
+    name: str
+    arguments: str
+
+
+class CustomToolCallOut(Struct, kw_only=True):
+    id: str
+    type: Literal["custom_tool_call"] = "custom_tool_call"
+    status: str
+    call_id: str
+    name: str
+    input: str
+
+
+OutputItem = ReasoningOut | MessageOut | FunctionCallOut | CustomToolCallOut
+
+
+class InputTokensOut(Struct):
+    cached_tokens: int
+    cache_write_tokens: int
+
+
+class OutputTokensOut(Struct):
+    reasoning_tokens: int
+
+
+class UsageOut(Struct, kw_only=True):
+    input_tokens: int
+    input_tokens_details: InputTokensOut
+    output_tokens: int
+    output_tokens_details: OutputTokensOut
+    total_tokens: int
+
+
+class IncompleteOut(Struct):
+    reason: str
+
+
+class ResponseOut(Struct, kw_only=True):
+    """The ``response`` object: the non-streamed body, and inside ``response.created`` ... ``response.failed``."""
+
+    id: str
+    object: Literal["response"] = "response"
+    created_at: int
+    model: str
+    status: str
+    output: list[OutputItem]
+    parallel_tool_calls: bool
+    tool_choice: str | NamedFunction
+    tools: list[Raw] = []
+    usage: UsageOut | None = None
+    error: dict[str, str] | None = None
+    incomplete_details: IncompleteOut | None = None
+    previous_response_id: str | None = None
+    store: bool = True
+    max_output_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    instructions: str | None = None
+    metadata: dict[str, str] = {}
+
+
+class StreamEvent(Struct, kw_only=True):
+    """Any stream event: ``type`` and ``sequence_number`` (set as it is written), then whichever fields that type
+    has, in this order."""
+
+    type: str
+    sequence_number: int = 0
+    item_id: str | UnsetType = UNSET
+    output_index: int | UnsetType = UNSET
+    content_index: int | UnsetType = UNSET
+    summary_index: int | UnsetType = UNSET
+    part: OutputTextContent | SummaryText | UnsetType = UNSET
+    item: OutputItem | UnsetType = UNSET
+    delta: str | UnsetType = UNSET
+    text: str | UnsetType = UNSET
+    name: str | UnsetType = UNSET
+    arguments: str | UnsetType = UNSET
+    input: str | UnsetType = UNSET
+    logprobs: list[Raw] | UnsetType = UNSET
+    response: ResponseOut | UnsetType = UNSET
 
 
 # Inbound (upstream responses and stream events): lenient.
