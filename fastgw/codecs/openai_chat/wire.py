@@ -7,8 +7,6 @@ OpenAI-compatible servers (vLLM, DeepSeek, Groq, OpenRouter) differ in what they
 
 from __future__ import annotations
 
-from typing import Literal
-
 from msgspec import UNSET, Raw, Struct, UnsetType
 
 
@@ -172,6 +170,3 @@ class Chunk(Struct):
     choices: list[InChoice] | None = None
     usage: InUsage | None = None
     error: InError | None = None
-
-
-FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "function_call"]

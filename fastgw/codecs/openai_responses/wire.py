@@ -9,9 +9,8 @@ order, ``null`` included.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-import msgspec
 from msgspec import UNSET, Raw, Struct, UnsetType
 
 
@@ -36,10 +35,6 @@ class InputFile(_Out, tag="input_file", tag_field="type"):
     filename: str | UnsetType = UNSET
     file_data: str | UnsetType = UNSET
     file_url: str | UnsetType = UNSET
-
-
-class OutputText(_Out, tag="output_text", tag_field="type"):
-    text: str
 
 
 class Message(_Out, tag="message", tag_field="type"):
@@ -297,8 +292,3 @@ class Event(Struct):
     response: InResponse | None = None
     code: str | None = None
     message: str | None = None
-
-
-def raw_json(value: Any) -> Raw:
-    """``value`` encoded once as raw JSON."""
-    return Raw(msgspec.json.encode(value))
