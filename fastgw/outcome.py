@@ -9,7 +9,6 @@ drained by a background task, so recording never blocks or fails a request.
 from __future__ import annotations
 
 import collections
-import logging
 from typing import Protocol
 
 import msgspec
@@ -17,10 +16,10 @@ import trio
 
 from fastgw.canon.response import Usage
 
-log = logging.getLogger("fastgw.outcome")
 
-
-class Attempt(msgspec.Struct, kw_only=True):
+# gc=False: outcomes are kept (recorders hold batches and recent ones) and never form cycles; tracked by the garbage
+# collector they made its passes measurably longer (bench: ~50 us of CPU per request with 1,000 kept).
+class Attempt(msgspec.Struct, kw_only=True, gc=False):
     """One try at one upstream target.
 
     Attributes:
@@ -40,7 +39,7 @@ class Attempt(msgspec.Struct, kw_only=True):
     duration: float = 0.0
 
 
-class Outcome(msgspec.Struct, kw_only=True):
+class Outcome(msgspec.Struct, kw_only=True, gc=False):
     """One request's record, filled in as it runs and handed to the recorder when it ends.
 
     Attributes:
@@ -102,47 +101,59 @@ class Recorder(Protocol):
 
 
 class MemoryRecorder:
-    """Keeps the last ``keep`` outcomes in memory (``recent``), fed through a bounded channel by ``run``.
+    """Keeps the last ``keep`` outcomes in memory (``recent``), handed over in batches by ``run``.
 
-    A full channel drops the outcome and counts it (``statistics().dropped``) rather than slow a request down.
+    ``record`` only appends to a bounded batch (one list append on the request path; no task is woken per request);
+    ``run`` moves the batch along every ``interval`` seconds, the shape a batching metering writer takes. A full
+    batch drops the outcome and counts it (``statistics().dropped``) rather than slow a request down.
     """
 
-    def __init__(self, *, keep: int = 1000, buffer: int = 10_000) -> None:
-        self._send, self._receive = trio.open_memory_channel[Outcome](buffer)
+    def __init__(self, *, keep: int = 1000, buffer: int = 10_000, interval: float = 1.0) -> None:
         self.recent: collections.deque[Outcome] = collections.deque(maxlen=keep)
+        self._batch: list[Outcome] = []
+        self._buffer = buffer
+        self._interval = interval
         self._recorded = 0
         self._dropped = 0
-        self._progress = trio.Event()
+        self._closing = trio.Event()
+        self._arrival: trio.Event | None = None  # only while a test waits for outcomes
 
     def record(self, outcome: Outcome) -> None:
-        try:
-            self._send.send_nowait(outcome)
-        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+        if self._closing.is_set() or len(self._batch) >= self._buffer:
             self._dropped += 1
+            return
+        self._batch.append(outcome)
+        if self._arrival is not None:
+            self._arrival.set()
+
+    def flush(self) -> None:
+        """Move the pending batch into ``recent`` now."""
+        batch, self._batch = self._batch, []
+        self.recent.extend(batch)
+        self._recorded += len(batch)
 
     async def run(self) -> None:
-        """Drain the channel until it is closed (``aclose``) and empty."""
-        async with self._receive:
-            async for outcome in self._receive:
-                self.recent.append(outcome)
-                self._recorded += 1
-                log.debug("outcome %s", outcome)
-                self._progress.set()
-                self._progress = trio.Event()
+        """Flush every ``interval`` seconds until ``aclose``; then flush what is left and return."""
+        while not self._closing.is_set():
+            with trio.move_on_after(self._interval):
+                await self._closing.wait()
+            self.flush()
 
     async def aclose(self) -> None:
-        """Stop taking outcomes; ``run`` returns once it has drained what was queued."""
-        await self._send.aclose()
+        """Stop taking outcomes; ``run`` returns once it has flushed what was pending."""
+        self._closing.set()
 
     async def wait_recorded(self, count: int) -> None:
-        """Wait until ``count`` outcomes in all have been drained (for tests)."""
-        while self._recorded < count:
-            await self._progress.wait()
+        """Wait until ``count`` outcomes in all have been recorded, and flush them (for tests)."""
+        while True:
+            self.flush()
+            if self._recorded >= count:
+                return
+            self._arrival = trio.Event()
+            await self._arrival.wait()
+            self._arrival = None
 
     def statistics(self) -> RecorderStatistics:
         return RecorderStatistics(
-            recorded=self._recorded,
-            dropped=self._dropped,
-            queued=self._send.statistics().current_buffer_used,
-            kept=len(self.recent),
+            recorded=self._recorded, dropped=self._dropped, queued=len(self._batch), kept=len(self.recent)
         )

@@ -36,7 +36,9 @@ class Services:
         self.transport = Http1Transport(max_idle_per_origin=256, keepalive_expiry=60.0)
         self.store: ResponseStore = SQLiteResponseStore(config.data_dir, config.responses_ttl, now=sources.now)
         self.continuations = Continuations(self.store)
-        self.recorder: Recorder = recorder if recorder is not None else MemoryRecorder()
+        # Until metering consumes outcomes, a worker counts them and keeps none: a thousand kept outcomes cost
+        # ~30 us of garbage-collector time per request (bench). Tests pass a recorder that keeps them.
+        self.recorder: Recorder = recorder if recorder is not None else MemoryRecorder(keep=0)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the background services until ``aclose`` lets them finish."""

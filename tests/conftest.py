@@ -20,6 +20,7 @@ from hypercorn.trio import serve
 
 from fastgw import config as config_module
 from fastgw.canon.sources import SYSTEM, Sources
+from fastgw.outcome import MemoryRecorder
 from fastgw.server.app import App
 from fastgw.server.serve import hypercorn_config
 from fastgw.testing.fake_upstream import FakeUpstream
@@ -99,7 +100,7 @@ class Gateways:
         self._running: list[Running] = []
 
     async def start(self, config: config_module.Config, *, sources: Sources = SYSTEM) -> Running:
-        app = App(config, sources=sources)
+        app = App(config, sources=sources, recorder=MemoryRecorder())  # keeps recent outcomes for the tests
         hc = hypercorn_config("127.0.0.1", 0, 1, 2.0)
         hc.errorlog = None
         stop, stopped = trio.Event(), trio.Event()

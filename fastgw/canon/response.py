@@ -11,7 +11,7 @@ from fastgw.canon.request import Part
 StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use", "pause_turn", "refusal"]
 
 
-class Usage(Struct, frozen=True, kw_only=True):
+class Usage(Struct, frozen=True, kw_only=True, gc=False):  # ints only: no cycles, no GC tracking needed
     """Token counts with Anthropic semantics: ``input_tokens`` excludes cache reads and writes (F40).
 
     ``reasoning_tokens`` is the part of ``output_tokens`` spent reasoning, when the upstream reports it.

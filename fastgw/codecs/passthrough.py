@@ -110,12 +110,11 @@ _responses_event = msgspec.json.Decoder(_ResponsesEvent)
 class UsageTap:
     """The usage a relayed response reported, for the ``Outcome``; None when it reported none."""
 
-    __slots__ = ("_dialect", "_stream", "_parser", "usage")
+    __slots__ = ("_dialect", "_parser", "usage")
 
     def __init__(self, dialect: Dialect, *, stream: bool) -> None:
         self._dialect = dialect
-        self._stream = stream
-        self._parser = SSEParser()
+        self._parser = SSEParser() if stream else None
         self.usage: Usage | None = None
 
     def feed(self, data: bytes) -> None:
@@ -123,7 +122,7 @@ class UsageTap:
         if b"usage" not in data:
             return
         try:
-            if not self._stream:
+            if self._parser is None:
                 self._read(data, event=False)
                 return
             for event in self._parser.feed(data):

@@ -41,6 +41,9 @@ MODEL_PATHS: Mapping[str, Dialect] = {
 
 def dialect_of(path: str, headers: Mapping[str, str]) -> Dialect:
     """The dialect a client calling ``path`` speaks, and so the shape of every error it gets."""
+    exact = MODEL_PATHS.get(path)
+    if exact is not None:
+        return exact
     for prefix, dialect in _PREFIXES:
         if path == prefix or path.startswith(prefix + "/") or path.startswith(prefix + "?"):
             return dialect

@@ -16,6 +16,7 @@ from fastgw import config as config_module
 from fastgw.canon.sources import SYSTEM, Sources
 from fastgw.codecs import registry
 from fastgw.errors import GatewayError, NotFound
+from fastgw.outcome import Recorder
 from fastgw.pipeline import JSON, Pipeline, send_error
 from fastgw.runtime import Runtime
 from fastgw.server import handlers
@@ -29,8 +30,10 @@ _COUNT_TOKENS = "/v1/messages/count_tokens"
 class App:
     """ASGI 3 callable over one worker's ``Runtime``. ``ready`` is true between lifespan startup and shutdown."""
 
-    def __init__(self, config: config_module.Config, *, sources: Sources = SYSTEM) -> None:
-        self.runtime = Runtime(config, sources=sources)
+    def __init__(
+        self, config: config_module.Config, *, sources: Sources = SYSTEM, recorder: Recorder | None = None
+    ) -> None:
+        self.runtime = Runtime(config, sources=sources, recorder=recorder)
         self.pipeline = Pipeline(self.runtime)
         self.ready = False
         self._started = sources.timestamp()
