@@ -108,7 +108,7 @@ class Pipeline:
         arrived = trio.current_time()
         state = self.runtime.state  # this request finishes on the config it started with
         inbound = registry.INBOUND[dialect]
-        outcome = Outcome(id=self.sources.new_id("req"), started_at=self.sources.now(), dialect=dialect)
+        outcome = Outcome(id=self.sources.serial_id("req"), started_at=self.sources.now(), dialect=dialect)
         try:
             caller = identify(headers, address)
             outcome.principal = caller.principal

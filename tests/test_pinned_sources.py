@@ -82,3 +82,13 @@ async def test_the_gateway_uses_the_sources_it_was_given(gateways: Gateways, fak
     recorder = gateway.app.runtime.services.recorder
     await recorder.wait_recorded(1)
     assert recorder.recent[0].started_at == NOW and recorder.recent[0].id.startswith("req_000000")
+
+
+def test_serial_ids_count_up_under_a_random_per_process_prefix() -> None:
+    from fastgw.canon.sources import Sources
+
+    one, two = Sources(), Sources()
+    a, b, c = one.serial_id("req"), one.serial_id("req"), two.serial_id("req")
+    assert a[:-8] == b[:-8] != c[:-8]  # one prefix per process (here: per Sources), another elsewhere
+    assert int(b[-8:], 16) == int(a[-8:], 16) + 1
+    assert pinned().serial_id("req") == "req_00000000000100000001"

@@ -20,21 +20,30 @@ class Sources:
         token_hex: ``n`` random bytes as ``2n`` hex characters.
     """
 
-    __slots__ = ("now", "token_hex")
+    __slots__ = ("now", "token_hex", "_run", "_count")
 
     def __init__(
         self, now: Callable[[], float] = time.time, token_hex: Callable[[int], str] = secrets.token_hex
     ) -> None:
         self.now = now
         self.token_hex = token_hex
+        self._run = ""  # random per process, drawn on first use (after a fork or spawn, never before)
+        self._count = itertools.count(1)
 
     def timestamp(self) -> int:
         """Whole seconds since the epoch (``created``, ``created_at``)."""
         return int(self.now())
 
     def new_id(self, prefix: str, nbytes: int = 12) -> str:
-        """``<prefix>_<2*nbytes hex>``, e.g. ``resp_3f9a...``."""
+        """``<prefix>_<2*nbytes hex>``, e.g. ``resp_3f9a...``: unguessable, for ids a client sees."""
         return f"{prefix}_{self.token_hex(nbytes)}"
+
+    def serial_id(self, prefix: str) -> str:
+        """``<prefix>_<12 hex random per process><8 hex counter>``: unique across processes and hosts without a
+        random draw per call, for the gateway's own records (request ids)."""
+        if not self._run:
+            self._run = self.token_hex(6)
+        return f"{prefix}_{self._run}{next(self._count):08x}"
 
 
 SYSTEM = Sources()
