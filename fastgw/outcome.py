@@ -71,7 +71,7 @@ class Outcome(msgspec.Struct, kw_only=True, gc=False):
     provider: str | None = None
     upstream_model: str | None = None
     upstream_dialect: str | None = None
-    attempts: list[Attempt] = []
+    attempts: tuple[Attempt, ...] = ()
     status: int = 0
     usage: Usage | None = None
     ttfb: float | None = None
@@ -110,6 +110,7 @@ class MemoryRecorder:
 
     def __init__(self, *, keep: int = 1000, buffer: int = 10_000, interval: float = 1.0) -> None:
         self.recent: collections.deque[Outcome] = collections.deque(maxlen=keep)
+        self._keep_none = keep == 0
         self._batch: list[Outcome] = []
         self._buffer = buffer
         self._interval = interval
@@ -119,6 +120,9 @@ class MemoryRecorder:
         self._arrival: trio.Event | None = None  # only while a test waits for outcomes
 
     def record(self, outcome: Outcome) -> None:
+        if self._keep_none and not self._closing.is_set():
+            self._recorded += 1  # nothing to keep: count it and hold no reference
+            return
         if self._closing.is_set() or len(self._batch) >= self._buffer:
             self._dropped += 1
             return

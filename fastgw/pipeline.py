@@ -263,7 +263,7 @@ class _Attempt:
         self._post = upstream.post(body, headers)
         self._sources = sources
         self.record = Attempt(provider=upstream.name, model=model)
-        outcome.attempts.append(self.record)
+        outcome.attempts = (*outcome.attempts, self.record)  # a tuple of untracked structs: no GC work
         self._began = 0.0
 
     async def __aenter__(self) -> httpx.Response:

@@ -117,7 +117,7 @@ async def test_bad_request_is_recorded_without_an_attempt(gateways: Gateways, fa
         await http.post(gateway.url + "/v1/responses", content=b"{not json")
         await http.post(gateway.url + "/v1/responses", json={"model": "llama-9", "input": "hi"})
     first, second = await _outcomes(gateway, 2)
-    assert (first.status, first.error, first.attempts) == (400, "InvalidRequest", [])
+    assert (first.status, first.error, first.attempts) == (400, "InvalidRequest", ())
     assert (second.status, second.error, second.model) == (404, "NotFound", "llama-9")
 
 
