@@ -20,8 +20,16 @@ def text_tokens(text: str) -> int:
     """Upper-bound tokens of one string."""
     if not text:
         return 0
-    extra = len(text.encode()) - len(text)  # 0 for ASCII; 2 per CJK character
+    # ``isascii`` is a flag lookup on a str: most prompt text is ASCII and is never encoded here.
+    extra = 0 if text.isascii() else len(text.encode()) - len(text)  # 2 per CJK character
     return (len(text) + 2) // 3 + (extra * 3 + 3) // 4
+
+
+def json_tokens(raw: bytes) -> int:
+    """Upper-bound tokens of UTF-8 JSON text (a tool schema), counted as ``text_tokens`` of its decoded text."""
+    if raw.isascii():
+        return (len(raw) + 2) // 3 if raw else 0
+    return text_tokens(raw.decode())
 
 
 def count_request(request: Request) -> int:
@@ -31,7 +39,7 @@ def count_request(request: Request) -> int:
         total += text_tokens(system.text)
     for tool in request.tools:
         total += TOOL_OVERHEAD + text_tokens(tool.name) + text_tokens(tool.description or "")
-        total += text_tokens(bytes(tool.schema).decode())
+        total += json_tokens(bytes(tool.schema))
     for message in request.messages:
         total += MESSAGE_OVERHEAD
         for part in message.parts:
