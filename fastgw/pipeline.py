@@ -188,7 +188,7 @@ class Pipeline:
         """
         upstream, codec = plan.upstream, plan.upstream.codec
         body = passthrough.swap_model(body, plan.target.model, plan.model)
-        tap = codec.usage_tap(plan.stream)
+        tap = passthrough.UsageTap(codec.dialect, stream=plan.stream)
         async with self._attempt(upstream, plan.target.model, body, codec.forward(headers), outcome) as response:
             if not plan.stream:
                 data = await upstream.read(response)

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from fastgw.canon.dialect import Dialect
 from fastgw.canon.request import Request
-from fastgw.canon.response import Response, Usage
+from fastgw.canon.response import Response
 from fastgw.canon.sources import Sources
 from fastgw.canon.stream import Event
 from fastgw.catalog import ModelInfo
@@ -33,14 +33,6 @@ class StreamEncoder(Protocol):
 
     def feed(self, event: Event) -> bytes: ...
     def fail(self, error: GatewayError) -> bytes: ...
-
-
-class UsageTap(Protocol):
-    """Reads the usage out of a same-dialect response relayed byte for byte (whole SSE frames, or a whole body)."""
-
-    def feed(self, frames: bytes) -> None: ...
-    @property
-    def usage(self) -> Usage | None: ...
 
 
 class InboundCodec(Protocol):
@@ -69,4 +61,3 @@ class UpstreamCodec(Protocol):
     ) -> Encoded: ...
     def stream_decoder(self, context: Any, model: str, estimate: int, sources: Sources = ...) -> StreamDecoder: ...
     def decode(self, body: bytes, context: Any, model: str, estimate: int, sources: Sources = ...) -> Response: ...
-    def usage_tap(self, stream: bool) -> UsageTap: ...

@@ -1,7 +1,7 @@
 """The verdict on an upstream failure before the first byte reached the client: the error the client would see,
 whether another key or target may succeed, and what to cool down for how long.
 
-``classify`` reads an error status and body; ``classify_transport`` a connect/first-byte failure. Neither raises:
+``classify`` reads an error status and body; ``verdict_on`` a connect/first-byte failure. Neither raises:
 the pipeline decides from the verdict (fail, or move on). What each provider's markers mean lives in
 ``fastgw.codecs.failures``, each marker citing its provider.
 """
@@ -15,7 +15,7 @@ from collections.abc import Mapping
 import msgspec
 
 from fastgw.codecs.failures import SPEND_CAP_MARKERS, classify_code, redact
-from fastgw.errors import GatewayError, UpstreamError, UpstreamStatusError, UpstreamTimeout
+from fastgw.errors import GatewayError, UpstreamError, UpstreamStatusError
 
 
 class Cool(enum.StrEnum):
@@ -123,13 +123,9 @@ def classify(status: int, body: bytes, headers: Mapping[str, str], provider: str
     return Verdict(error=error, retryable=False)
 
 
-def classify_transport(error: UpstreamError) -> Verdict:
-    """The verdict on a transport failure before the response head: unreachable, reset, or no first byte in time."""
-    return Verdict(error=error, retryable=True, cool=Cool.TARGET)
-
-
 def verdict_on(error: GatewayError) -> Verdict:
-    """The verdict on any error an attempt raised before its first byte (transport failures retry elsewhere)."""
-    if isinstance(error, UpstreamTimeout | UpstreamError) and not isinstance(error, UpstreamStatusError):
-        return classify_transport(error)
+    """The verdict on an error an attempt raised before its response head: a transport failure (unreachable,
+    reset, no first byte in time) may succeed on another target; anything else is the request's own fault."""
+    if isinstance(error, UpstreamError) and not isinstance(error, UpstreamStatusError):
+        return Verdict(error=error, retryable=True, cool=Cool.TARGET)
     return Verdict(error=error, retryable=False)

@@ -12,7 +12,6 @@ from fastgw.canon.sources import SYSTEM, Sources
 from fastgw.catalog import ModelInfo
 from fastgw.codecs.anthropic import inbound, render, request, response, stream
 from fastgw.codecs.common import Encoded
-from fastgw.codecs.passthrough import UsageTap
 from fastgw.errors import GatewayError
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -67,9 +66,6 @@ class Upstream:
 
     def decode(self, body: bytes, context: Any, model: str, estimate: int, sources: Sources = SYSTEM) -> Response:
         return response.to_canon(body, model=model)
-
-    def usage_tap(self, stream: bool) -> UsageTap:
-        return UsageTap(self.dialect, stream=stream)
 
 
 INBOUND = Inbound()

@@ -59,5 +59,4 @@ def extension(request: Request | None) -> Extension:
 
 def stored(request: Request) -> Extension | None:
     """The Responses client's store/continuation wishes, or None for a request of another dialect."""
-    raw = request.extensions.get(DIALECT)
-    return None if raw is None else _extension_decoder.decode(raw)
+    return extension(request) if DIALECT in request.extensions else None
