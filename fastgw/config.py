@@ -28,6 +28,18 @@ class ConfigError(Exception):
     """The configuration is invalid; the message names the source, the key path and what was expected."""
 
 
+class Limits(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """An upstream's own rate limits, per key: the gateway stays under them instead of collecting 429s.
+
+    Attributes:
+        rpm: requests per minute.
+        tpm: tokens per minute (input estimated before sending, corrected by the reported usage after).
+    """
+
+    rpm: int | None = None
+    tpm: int | None = None
+
+
 class Provider(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """An upstream API.
 
@@ -35,26 +47,106 @@ class Provider(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
         dialect: the wire API it speaks.
         base_url: e.g. ``https://api.openai.com/v1`` (Chat paths are appended: ``/chat/completions``) or
             ``https://api.anthropic.com`` (``/v1/messages`` is appended).
-        keys: API keys; requests use the first (key pools and rotation come with routing).
+        keys: API keys, a pool: requests rotate round-robin over the healthy ones.
         headers: extra headers sent on every request to this provider.
+        rpm, tpm: each key's request and token limits per minute at this provider (None: unlimited).
+        limits: model glob -> each key's limits for the matching models (on top of ``rpm``/``tpm``).
     """
 
     dialect: Dialect
     base_url: str
     keys: list[str] = []
     headers: dict[str, str] = {}
+    rpm: int | None = None
+    tpm: int | None = None
+    limits: dict[str, Limits] = {}
+
+
+class Weighted(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """One target of a level that spreads traffic: ``{target = "provider:model", weight = 3}``."""
+
+    target: str
+    weight: float = 1.0
+
+
+Level = str | list[str | Weighted]
+"""Targets tried as one: a ``provider:model`` string, or a list of them (plain strings weigh 1) spread by weight."""
+
+
+class When(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A route's policy: it applies only to requests matching every condition given.
+
+    Attributes:
+        min_input_tokens, max_input_tokens: the estimated input (system, tools and messages), inclusive bounds.
+        min_tools, max_tools: the number of tools offered, inclusive bounds.
+        thinking: true: the client asked for thinking or an effort; false: it did not.
+        efforts: the client's effort is one of these (low, medium, high, xhigh, max; ``none`` when not asked).
+        tiers: the client's model id names one of these tiers (haiku, sonnet, opus).
+        headers: request header -> glob its value must match (``"*"``: present at all).
+        subagent: true: the request comes from a subagent (Claude Code's ``x-claude-code-agent-id``, Codex's
+            ``x-openai-subagent``); false: from the main agent.
+    """
+
+    min_input_tokens: int | None = None
+    max_input_tokens: int | None = None
+    min_tools: int | None = None
+    max_tools: int | None = None
+    thinking: bool | None = None
+    efforts: list[str] = []
+    tiers: list[str] = []
+    headers: dict[str, str] = {}
+    subagent: bool | None = None
 
 
 class Route(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """``match``: a glob on the client's model name; ``to``: ``provider:model`` or ``provider`` (keep the name).
+    """A rule: requests for models matching ``match`` (and ``when``) go to ``to``, then ``fallback`` in order.
 
-    ``efforts`` overrides the catalog's effort mapping for this route: client effort (low, medium, high, xhigh,
-    max, or none for disabled thinking) -> the upstream's ``reasoning.effort``/``reasoning_effort`` value.
+    Attributes:
+        match: a glob on the client's model name.
+        to: the primary level: ``provider:model`` (``provider`` alone keeps the client's model name), or a list of
+            targets spread by weight (``["a:m1", {target = "b:m2", weight = 3}]``).
+        fallback: levels tried in order when every target of the one before is unhealthy or failed retryably
+            before the first byte reached the client; each may be another provider and dialect.
+        when: conditions on the request; routes are tried in order and the first whose ``match`` and ``when`` hold
+            serves it.
+        name: shown in ``x-fastgw-route`` and ``/admin/routes`` (default: ``match``).
+        efforts: overrides the catalog's effort mapping for this route: client effort (low, medium, high, xhigh,
+            max, or none for disabled thinking) -> the upstream's ``reasoning.effort``/``reasoning_effort`` value.
     """
 
     match: str
-    to: str
+    to: Level
+    fallback: list[Level] = []
+    when: When | None = None
+    name: str | None = None
     efforts: dict[str, str] = {}
+
+
+class Routing(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """How keys and targets are taken out of rotation and brought back; seconds unless named otherwise.
+
+    Attributes:
+        backoff: a rate-limited key's first cooldown when the upstream gave no ``retry-after`` or reset time;
+            doubling on each repeat up to ``backoff_max``.
+        spend_cap_cooldown: a key whose account hit its spend cap (``insufficient_quota``,
+            ``enforced_spend_limit_reached``) rests this long.
+        eject_after: consecutive failures (errors, timeouts, unusable translated answers) that eject a target.
+        eject_for: the first ejection; each repeat doubles it up to ``eject_max``. An ejected target is probed
+            back in when its time is up: one more failure ejects it again, a success clears it.
+        affinity_ttl: how long a session's target and key are remembered after its last request.
+        affinity_sessions: the most sessions remembered (least recently used forgotten first).
+        max_attempts: upstream attempts one request may make across keys and targets.
+    """
+
+    backoff: float = 1.0
+    backoff_max: float = 60.0
+    spend_cap_cooldown: float = 3600.0
+    eject_after: int = 3
+    eject_for: float = 30.0
+    eject_max: float = 300.0
+    affinity_ttl: float = 3600.0
+    affinity_sessions: int = 100_000
+    max_attempts: int = 6
 
 
 class Tiers(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -81,6 +173,7 @@ class Config(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
         listen: ``host:port`` to serve on (``--host``/``--port`` override it).
         providers: upstream APIs by name.
         routes: tried in order, first match wins.
+        routing: cooldowns, ejection and affinity settings.
         tiers: Claude tier ids -> targets, consulted before ``routes``.
         models: extra capability rows (glob -> ModelInfo fields) tried before the built-in catalog.
         timeouts: upstream phase timeouts.
@@ -93,6 +186,7 @@ class Config(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     listen: str = "127.0.0.1:8080"
     providers: dict[str, Provider] = {}
     routes: list[Route] = []
+    routing: Routing = Routing()
     tiers: Tiers = Tiers()
     models: dict[str, ModelInfo] = {}
     timeouts: Timeouts = Timeouts()
@@ -129,7 +223,11 @@ def _check(config: Config, source: str) -> Config:
             if _UNSAFE.search(header) or _UNSAFE.search(value) or not _TOKEN.match(header):
                 raise ConfigError(f"{source}: providers.{name}.headers.{header}: not a valid HTTP header")
     for i, route in enumerate(config.routes):
-        _check_target(config, route.to, f"routes[{i}].to", source)
+        _check_level(config, route.to, f"routes[{i}].to", source)
+        for j, level in enumerate(route.fallback):
+            _check_level(config, level, f"routes[{i}].fallback[{j}]", source)
+        if route.when is not None:
+            _check_when(route.when, f"routes[{i}].when", source)
         for effort in route.efforts:
             if effort not in EFFORT_LADDER:
                 expected = ", ".join(EFFORT_LADDER)
@@ -141,6 +239,32 @@ def _check(config: Config, source: str) -> Config:
         if target is not None:
             _check_target(config, target, f"tiers.{tier}", source)
     return config
+
+
+def _check_level(config: Config, level: Level, path: str, source: str) -> None:
+    if isinstance(level, str):
+        _check_target(config, level, path, source)
+        return
+    if not level:
+        raise ConfigError(f"{source}: {path}: an empty list of targets")
+    for k, entry in enumerate(level):
+        if isinstance(entry, str):
+            _check_target(config, entry, f"{path}[{k}]", source)
+        else:
+            _check_target(config, entry.target, f"{path}[{k}].target", source)
+            if not entry.weight > 0:
+                raise ConfigError(f"{source}: {path}[{k}].weight: must be greater than 0")
+
+
+def _check_when(when: When, path: str, source: str) -> None:
+    for effort in when.efforts:
+        if effort not in EFFORT_LADDER:
+            raise ConfigError(
+                f"{source}: {path}.efforts: unknown effort {effort!r} (expected one of: {', '.join(EFFORT_LADDER)})"
+            )
+    for tier in when.tiers:
+        if tier not in ("haiku", "sonnet", "opus"):
+            raise ConfigError(f"{source}: {path}.tiers: unknown tier {tier!r} (expected haiku, sonnet or opus)")
 
 
 def _check_target(config: Config, target: str, path: str, source: str) -> None:

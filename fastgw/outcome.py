@@ -25,6 +25,7 @@ class Attempt(msgspec.Struct, kw_only=True, gc=False):
     Attributes:
         provider: the provider's config name.
         model: the model name sent upstream.
+        key: the fingerprint of the provider key used (never the key).
         status: the upstream's HTTP status, None when no response head arrived.
         error: the class of error that ended it (``UpstreamTimeout``...), None on success.
         retryable: the verdict said another key or target may succeed.
@@ -33,6 +34,7 @@ class Attempt(msgspec.Struct, kw_only=True, gc=False):
 
     provider: str
     model: str
+    key: str = ""
     status: int | None = None
     error: str | None = None
     retryable: bool = False
@@ -49,10 +51,12 @@ class Outcome(msgspec.Struct, kw_only=True, gc=False):
         model: the model the client asked for.
         principal: who called (a gateway key's name once keys exist), None for anonymous.
         session_id: the client's conversation id, when it sent one.
+        route: the name of the route (or tier) that served it.
         stream: the client asked for a stream.
         passthrough: same dialect both sides, bytes relayed untouched.
         provider, upstream_model, upstream_dialect: the target that served (or last failed).
-        attempts: every upstream try, in order.
+        attempts: every upstream try, in order (the last is the final target).
+        skipped: targets passed over without a try, with why (``(provider:model, reason)``).
         status: the HTTP status the client got (200 for a stream that began, even if it ended in an error event).
         usage: tokens as the upstream reported them; None when it reported none.
         ttfb: seconds from the request's arrival to its first response byte; None if nothing was sent.
@@ -66,12 +70,14 @@ class Outcome(msgspec.Struct, kw_only=True, gc=False):
     model: str = ""
     principal: str | None = None
     session_id: str | None = None
+    route: str | None = None
     stream: bool = False
     passthrough: bool = False
     provider: str | None = None
     upstream_model: str | None = None
     upstream_dialect: str | None = None
     attempts: tuple[Attempt, ...] = ()
+    skipped: tuple[tuple[str, str], ...] = ()
     status: int = 0
     usage: Usage | None = None
     ttfb: float | None = None

@@ -1,18 +1,21 @@
-"""THE request path on one page: identify the caller -> plan -> attempt -> relay -> outcome -> record.
+"""THE request path on one page: identify the caller -> plan -> attempts (failover) -> relay -> outcome -> record.
 
-``Pipeline.handle`` serves one model request in the client's dialect on the routing state current when it arrived:
-it decodes only what routing needs, resolves the target, then either forwards bytes untouched (same dialect) or
-translates through the canonical form, relaying the upstream stream event by event. ``_attempt`` is the one place
-an upstream is called, for both. Whatever happens (success, an error before or after the first byte, a client that
-leaves), the request ends in one ``Outcome`` handed to the recorder. Errors reach the client in its dialect through
-its codec's renderer (``send_error``); nothing here formats wire bytes itself.
+``Pipeline.handle`` serves one model request in the client's dialect on the routing state current when it arrived.
+``_plan`` decodes only what routing needs (the model, or the whole request when a route has a policy) and picks the
+rule; ``_serve`` walks the router's ``Attempts`` (session affinity, then each level's targets, each with a key from
+its pool): per target it either forwards the client's bytes untouched (same dialect) or translates through the
+canonical form. An attempt that fails before the response head is judged (``route.failure``): a retryable verdict
+cools the key or target and moves on; anything else, or anything after the first byte, reaches the client.
+``_Attempt`` is the one place an upstream is called. Whatever happens, the request ends in one ``Outcome`` handed to
+the recorder, and the route taken is in the ``x-fastgw-route`` response header. Errors reach the client in its
+dialect through its codec's renderer (``send_error``); nothing here formats wire bytes itself.
 
-Where the coming features plug in: ``identify`` (gateway keys, allowlists, limits), ``_plan`` (policies, failover
-order, session affinity), ``_attempt`` (key pools and cooldowns from the ``Verdict``), the recorder (metering).
+Where the coming features plug in: ``identify`` (gateway keys, allowlists, limits) and the recorder (metering).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import aclosing
 from types import TracebackType
@@ -30,10 +33,12 @@ from fastgw.canon.tokens import count_request
 from fastgw.codecs import passthrough, registry
 from fastgw.codecs.interface import InboundCodec, StreamDecoder, StreamEncoder
 from fastgw.codecs.sse import SSEParser
-from fastgw.errors import GatewayError, UpstreamTimeout
+from fastgw.errors import ErrorCode, GatewayError, UpstreamError, UpstreamStatusError, UpstreamTimeout
 from fastgw.outcome import Attempt, Outcome
-from fastgw.route.failure import classify, verdict_on
-from fastgw.route.table import Target
+from fastgw.route.failure import Cool, Verdict, classify, verdict_on
+from fastgw.route.policy import Facts
+from fastgw.route.quality import StreamCheck, response_problem
+from fastgw.route.router import Attempts, Bound, Choice
 from fastgw.runtime import RoutingState, Runtime
 from fastgw.upstream.client import Upstream
 
@@ -70,27 +75,38 @@ def identify(headers: Mapping[str, str], address: str | None) -> Caller:
 
 
 class Plan(msgspec.Struct, kw_only=True):
-    """Where a request goes and what it sends (``request`` is None on the passthrough)."""
+    """What a request is and where it may go: its rule bound to this config's upstreams, and (once a target needs
+    translating, or a policy needed measuring it) the canonical request."""
 
-    target: Target
-    upstream: Upstream
     model: str
     stream: bool
+    session: str | None
+    bound: Bound | None = None
     request: Request | None = None
-    body: bytes = b""
-    context: object = None
     estimate: int = 0
+    resumed: bool = False
 
 
-async def send_error(out: Sink, inbound: InboundCodec, error: GatewayError) -> None:
+class _Leg(msgspec.Struct, kw_only=True):
+    """One attempt's target, key and encoded body."""
+
+    choice: Choice
+    upstream: Upstream
+    model: str
+    body: bytes
+    translated: bool
+    context: object = None
+
+
+async def send_error(out: Sink, inbound: InboundCodec, error: GatewayError, extra: Headers | None = None) -> None:
     """``error`` in the client's dialect: an error response, or, once the response began, a terminal in-stream
-    error event (F3, F10)."""
+    error event (F3, F10). ``extra`` headers go with an error response (the route taken)."""
     if out.started:
         await out.write(inbound.stream_encoder(None).fail(error))
         await out.end()
         return
     status, headers, body = inbound.encode_error(error)
-    await out.respond(status, headers, body)
+    await out.respond(status, [*headers, *extra] if extra else headers, body)
 
 
 class Pipeline:
@@ -112,18 +128,15 @@ class Pipeline:
         try:
             caller = identify(headers, address)
             outcome.principal = caller.principal
-            plan = await self._plan(state, inbound, headers, body, outcome)
+            plan = self._plan(state, inbound, headers, body, outcome)
             with trio.move_on_after(state.config.timeouts.total) as deadline:
-                if plan.request is None:
-                    await self._passthrough(plan, headers, body, out, outcome)
-                else:
-                    await self._translate(plan, inbound, headers, out, outcome)
+                await self._serve(state, plan, inbound, headers, body, out, outcome)
             if deadline.cancelled_caught:
                 total = state.config.timeouts.total
-                raise UpstreamTimeout(f"upstream {plan.upstream.name} exceeded the total deadline ({total:g}s)")
+                raise UpstreamTimeout(f"upstream {outcome.provider} exceeded the total deadline ({total:g}s)")
         except GatewayError as error:
             outcome.error = type(error).__name__
-            await send_error(out, inbound, error)
+            await send_error(out, inbound, error, _route_header(outcome) if outcome.attempts else [])
         except trio.Cancelled:
             if not out.ended:  # a client that leaves after the last byte (closing its connection) got everything
                 outcome.error = "client_gone"
@@ -138,160 +151,278 @@ class Pipeline:
             self.runtime.services.recorder.record(outcome)
         return outcome
 
-    async def _plan(
+    def _plan(
         self, state: RoutingState, inbound: InboundCodec, headers: Mapping[str, str], body: bytes, outcome: Outcome
     ) -> Plan:
-        """Route the request and, unless it passes through, decode and encode it for its target."""
+        """Pick the rule: from the model name alone, unless a candidate route has a policy (then the request is
+        decoded and measured)."""
         peek = passthrough.peek(body)
         outcome.model, outcome.stream = peek.model, peek.stream
-        for name in inbound.session_headers:
-            if name in headers:
-                outcome.session_id = headers[name]
-        target = state.routes.resolve(peek.model)
-        upstream = state.upstreams[target.provider]
-        outcome.provider, outcome.upstream_model = upstream.name, target.model
-        outcome.upstream_dialect = upstream.codec.dialect
-        plan = Plan(target=target, upstream=upstream, model=peek.model, stream=peek.stream)
-        if upstream.codec.dialect == inbound.dialect:
-            outcome.passthrough = True
-            return plan
-        request = inbound.decode(body)
-        request.session_id = request.session_id or outcome.session_id
-        outcome.session_id = request.session_id
-        await self.runtime.services.continuations.resume(request)
-        estimate = count_request(request)
-        info = state.catalog.lookup(target.model)
-        encoded = upstream.codec.encode(request, target.model, info, estimate, target.efforts)
-        plan.request, plan.body, plan.context, plan.estimate = request, encoded.body, encoded.names, estimate
+        session = next((headers[name] for name in inbound.session_headers if name in headers), None)
+        outcome.session_id = session = session or peek.prompt_cache_key
+        plan = Plan(model=peek.model, stream=peek.stream, session=session)
+
+        def facts() -> Facts:
+            request = self._decode(plan, inbound, body)
+            return Facts.of(request, plan.estimate, headers)
+
+        rule = state.routes.rule(peek.model, facts)
+        outcome.route = rule.name
+        plan.bound = state.router.bind(peek.model, rule)
         return plan
 
-    def _attempt(
-        self, upstream: Upstream, model: str, body: bytes, headers: list[tuple[str, str]], outcome: Outcome
-    ) -> _Attempt:
-        """One call to ``upstream``: ``async with`` it for its 2xx response, body unread.
+    def _decode(self, plan: Plan, inbound: InboundCodec, body: bytes) -> Request:
+        """The canonical request, decoded once per request (for a policy, or the first target that translates)."""
+        request = plan.request
+        if request is None:
+            request = plan.request = inbound.decode(body)
+            request.session_id = request.session_id or plan.session
+            plan.estimate = count_request(request)
+        return request
 
-        Every try is an ``Attempt`` in the outcome, with the verdict on its failure (the routing issue fails over
-        on ``retryable`` and cools down keys and targets from the same verdict).
+    async def _serve(
+        self,
+        state: RoutingState,
+        plan: Plan,
+        inbound: InboundCodec,
+        headers: Mapping[str, str],
+        body: bytes,
+        out: Sink,
+        outcome: Outcome,
+    ) -> None:
+        """Try the plan's targets and keys in order until one answers; fail over only on a retryable verdict and
+        only before the client got a byte."""
+        router = state.router
+        assert plan.bound is not None
+        attempts = router.attempts(plan.bound, plan.estimate or len(body) // 4, plan.session)
+        limit = state.config.routing.max_attempts
+        cooled: Cool | None = None
+        failure: GatewayError | None = None
+        while attempts.made < limit:
+            choice = attempts.next(cooled)
+            if choice is None:
+                break
+            leg = await self._leg(plan, inbound, headers, body, choice)
+            outcome.provider, outcome.upstream_model = leg.upstream.name, leg.model
+            outcome.upstream_dialect, outcome.passthrough = leg.upstream.codec.dialect, not leg.translated
+            attempt = _Attempt(leg, leg.upstream.codec.forward(headers), outcome, self.sources)
+            try:
+                async with attempt as response:
+                    outcome.skipped = tuple(attempts.skipped)
+                    head = _route_header(outcome)
+                    if leg.translated:
+                        problem = await self._translate(plan, leg, inbound, head, response, out, outcome)
+                    else:
+                        problem = await self._passthrough(plan, leg, head, response, out, outcome)
+            except GatewayError as error:
+                verdict = attempt.verdict
+                if verdict is None:  # failed after the response began: the target failed, nothing is retried
+                    if isinstance(error, UpstreamError):
+                        router.failed(choice, verdict_on(error), translated=leg.translated)
+                    raise
+                router.failed(choice, verdict, translated=leg.translated)
+                if not verdict.retryable or out.started:
+                    raise
+                failure, cooled = error, verdict.cool
+                continue
+            if problem is None:
+                router.served(choice, plan.session)
+            else:
+                router.unusable(choice, problem)
+            usage = outcome.usage
+            if usage is not None and choice.ref.gates is not None:
+                used = usage.total_input + usage.output_tokens
+                choice.ref.upstream.pool.settle(choice.ref.gates, choice.key, plan.estimate or len(body) // 4, used)
+            return
+        outcome.skipped = tuple(attempts.skipped)
+        if failure is not None:
+            raise failure
+        raise _exhausted(plan, attempts)
 
-        Raises:
-            GatewayError: on entry, the upstream failed before its response head or answered an error status.
-        """
-        return _Attempt(upstream, model, body, headers, outcome, self.sources)
+    async def _leg(
+        self, plan: Plan, inbound: InboundCodec, headers: Mapping[str, str], body: bytes, choice: Choice
+    ) -> _Leg:
+        """The body for ``choice``'s target: the client's bytes (model swapped) when it speaks the client's dialect,
+        else the canonical request encoded for it."""
+        ref = choice.ref
+        upstream, target = ref.upstream, ref.target
+        if upstream.codec.dialect == inbound.dialect:
+            swapped = passthrough.swap_model(body, target.model, plan.model)
+            return _Leg(choice=choice, upstream=upstream, model=target.model, body=swapped, translated=False)
+        request = self._decode(plan, inbound, body)
+        if not plan.resumed:  # a stored conversation this one continues (Responses' previous_response_id)
+            plan.resumed = True
+            await self.runtime.services.continuations.resume(request)
+        encoded = upstream.codec.encode(request, target.model, ref.info, plan.estimate, target.efforts)
+        return _Leg(
+            choice=choice,
+            upstream=upstream,
+            model=target.model,
+            body=encoded.body,
+            translated=True,
+            context=encoded.names,
+        )
 
     async def _passthrough(
-        self, plan: Plan, headers: Mapping[str, str], body: bytes, out: Sink, outcome: Outcome
-    ) -> None:
-        """Same dialect both sides: only ``model`` (and auth) change; a success is relayed byte for byte.
+        self, plan: Plan, leg: _Leg, head: Headers, response: httpx.Response, out: Sink, outcome: Outcome
+    ) -> str | None:
+        """Same dialect both sides: only ``model`` (and auth) change; a success is relayed byte for byte (a
+        broken stream raises: the target is judged by the error).
 
         Upstream errors are re-rendered through the dialect's own codec rather than forwarded raw: same type and
         status, but the message passes redaction (OpenAI echoes parts of a bad key).
         """
-        upstream, codec = plan.upstream, plan.upstream.codec
-        body = passthrough.swap_model(body, plan.target.model, plan.model)
-        tap = passthrough.UsageTap(codec.dialect, stream=plan.stream)
-        async with self._attempt(upstream, plan.target.model, body, codec.forward(headers), outcome) as response:
-            if not plan.stream:
-                data = await upstream.read(response)
-                tap.feed(data)
-                outcome.usage = tap.usage
-                content_type = response.headers.get("content-type", "application/json").encode()
-                await out.respond(200, [(b"content-type", content_type)], data)
-                return
-            cutter = passthrough.FrameCutter()
-            try:
-                async with aclosing(upstream.chunks(response)) as chunks:
-                    async for chunk in chunks:
-                        frames = cutter.feed(chunk)
-                        if frames:
-                            if not out.started:
-                                await out.start(200, SSE)
-                            tap.feed(frames)
-                            await out.write(frames)
-            finally:
-                outcome.usage = tap.usage
-            if not out.started:
-                await out.start(200, SSE)
-            await out.end()
+        upstream = leg.upstream
+        tap = passthrough.UsageTap(upstream.codec.dialect, stream=plan.stream)
+        if not plan.stream:
+            data = await upstream.read(response)
+            tap.feed(data)
+            outcome.usage = tap.usage
+            content_type = response.headers.get("content-type", "application/json").encode()
+            await out.respond(200, [(b"content-type", content_type), *head], data)
+            return None
+        cutter = passthrough.FrameCutter()
+        sse = [*SSE, *head]
+        try:
+            async with aclosing(upstream.chunks(response)) as chunks:
+                async for chunk in chunks:
+                    frames = cutter.feed(chunk)
+                    if frames:
+                        if not out.started:
+                            await out.start(200, sse)
+                        tap.feed(frames)
+                        await out.write(frames)
+        finally:
+            outcome.usage = tap.usage
+        if not out.started:
+            await out.start(200, sse)
+        await out.end()
+        return None
 
     async def _translate(
-        self, plan: Plan, inbound: InboundCodec, headers: Mapping[str, str], out: Sink, outcome: Outcome
-    ) -> None:
-        """Different dialects: the encoded request goes up; the answer comes back through the canonical form."""
+        self,
+        plan: Plan,
+        leg: _Leg,
+        inbound: InboundCodec,
+        head: Headers,
+        response: httpx.Response,
+        out: Sink,
+        outcome: Outcome,
+    ) -> str | None:
+        """Different dialects: the answer comes back through the canonical form. Returns what made the answer
+        unusable (``fastgw.route.quality``), or None."""
         request = plan.request
         assert request is not None
-        upstream, codec = plan.upstream, plan.upstream.codec
+        upstream, codec = leg.upstream, leg.upstream.codec
         keeper = self.runtime.services.continuations.keeper(request, inbound, self.sources)
-        async with self._attempt(upstream, plan.target.model, plan.body, codec.forward(headers), outcome) as response:
-            if not request.stream:
-                data = await upstream.read(response)
-                canonical = codec.decode(data, plan.context, plan.model, plan.estimate, self.sources)
-                outcome.usage = canonical.usage
-                encoded = inbound.encode(canonical, request, self.sources)
-                if keeper is not None:  # stored before the client can ask for it
-                    await keeper.whole(encoded, canonical)
-                await out.respond(200, JSON, encoded)
-                return
-            decoder = codec.stream_decoder(plan.context, plan.model, plan.estimate, self.sources)
-            encoder = inbound.stream_encoder(request, self.sources)
-            before_finish: Callable[[], Awaitable[None]] | None = None
-            if keeper is not None:
-                decoder = keeper.tap(decoder)
-                response_id: str = getattr(encoder, "response_id", "")
+        if not request.stream:
+            data = await upstream.read(response)
+            canonical = codec.decode(data, leg.context, plan.model, plan.estimate, self.sources)
+            outcome.usage = canonical.usage
+            encoded = inbound.encode(canonical, request, self.sources)
+            if keeper is not None:  # stored before the client can ask for it
+                await keeper.whole(encoded, canonical)
+            await out.respond(200, [*JSON, *head], encoded)
+            return response_problem(canonical)
+        decoder = codec.stream_decoder(leg.context, plan.model, plan.estimate, self.sources)
+        encoder = inbound.stream_encoder(request, self.sources)
+        before_finish: Callable[[], Awaitable[None]] | None = None
+        if keeper is not None:
+            decoder = keeper.tap(decoder)
+            response_id: str = getattr(encoder, "response_id", "")
 
-                async def before_finish() -> None:
-                    await keeper.before_finish(response_id)
+            async def before_finish() -> None:
+                await keeper.before_finish(response_id)
 
-            await _relay(upstream, response, decoder, encoder, out, outcome, before_finish)
+        check = StreamCheck()
+        await _relay(upstream, response, decoder, encoder, out, [*SSE, *head], outcome, before_finish, check)
+        return check.problem
+
+
+def _exhausted(plan: Plan, attempts: Attempts) -> GatewayError:
+    """The error when no target could even be tried: every key resting (429, with when one is back), or every
+    key refused."""
+    why = "; ".join(f"{label}: {reason}" for label, reason in attempts.skipped) or "no target"
+    if math.isfinite(attempts.wait):
+        return UpstreamStatusError(
+            f"every upstream key for {plan.model!r} is resting ({why})",
+            code=ErrorCode.RATE_LIMITED,
+            status=429,
+            retry_after=str(max(1, math.ceil(attempts.wait))),
+        )
+    return UpstreamStatusError(
+        f"no usable upstream key for {plan.model!r} ({why})", code=ErrorCode.OVERLOADED, status=529
+    )
+
+
+def _route_header(outcome: Outcome) -> Headers:
+    """``x-fastgw-route``: a structured-field list (RFC 8941) of the targets passed over (``skipped``), then
+    every attempt in order (``key`` fingerprint, upstream ``status`` or ``error``); the last item is the final
+    target."""
+    items = [f'"{label}";skipped="{reason[:80]}"' for label, reason in outcome.skipped]
+    for attempt in outcome.attempts:
+        item = f'"{attempt.provider}:{attempt.model}";key="{attempt.key}"'
+        if attempt.status is not None:
+            item += f";status={attempt.status}"
+        if attempt.error is not None:
+            item += f";error={attempt.error}"
+        items.append(item)
+    value = ", ".join(items).replace("\\", "").encode("latin-1", "replace")
+    return [(b"x-fastgw-route", value)]
 
 
 class _Attempt:
-    """The context manager ``Pipeline._attempt`` returns. A class, not ``@asynccontextmanager``: it is entered on
-    every request, and a generator-based context manager costs several microseconds more per use."""
+    """One call to one target with one key: ``async with`` it for the 2xx response, body unread. A class, not
+    ``@asynccontextmanager``: it is entered on every request, and a generator-based context manager costs several
+    microseconds more per use.
 
-    __slots__ = ("_upstream", "_post", "_sources", "record", "_began")
+    Every try is an ``Attempt`` in the outcome; when it fails before the response head, ``verdict`` says whether
+    another key or target may succeed and what to cool down.
 
-    def __init__(
-        self,
-        upstream: Upstream,
-        model: str,
-        body: bytes,
-        headers: list[tuple[str, str]],
-        outcome: Outcome,
-        sources: Sources,
-    ) -> None:
-        self._upstream = upstream
-        self._post = upstream.post(body, headers)
+    Raises:
+        GatewayError: on entry, the upstream failed before its response head or answered an error status.
+    """
+
+    __slots__ = ("_leg", "_post", "_sources", "record", "verdict")
+
+    def __init__(self, leg: _Leg, headers: list[tuple[str, str]], outcome: Outcome, sources: Sources) -> None:
+        self._leg = leg
+        self._post = leg.upstream.post(leg.body, headers, leg.choice.key)
         self._sources = sources
-        self.record = Attempt(provider=upstream.name, model=model)
+        self.record = Attempt(provider=leg.upstream.name, model=leg.model, key=leg.choice.key.fingerprint)
+        self.verdict: Verdict | None = None
         outcome.attempts = (*outcome.attempts, self.record)  # a tuple of untracked structs: no GC work
-        self._began = 0.0
 
     async def __aenter__(self) -> httpx.Response:
         record = self.record
-        self._began = trio.current_time()
+        began = trio.current_time()
         try:
             response = await self._post.__aenter__()
         except GatewayError as error:
-            record.duration = trio.current_time() - self._began
-            record.error, record.retryable = type(error).__name__, verdict_on(error).retryable
+            record.duration = trio.current_time() - began
+            self._judge(verdict_on(error))
             raise
         record.status = response.status_code
-        record.duration = trio.current_time() - self._began
+        record.duration = trio.current_time() - began
         if response.status_code < 400:
             return response
         try:
-            upstream = self._upstream
+            upstream = self._leg.upstream
             error_body = await upstream.read(response)
             verdict = classify(
                 response.status_code, error_body, response.headers, upstream.name, now=self._sources.now()
             )
-            record.error, record.retryable = type(verdict.error).__name__, verdict.retryable
+            self._judge(verdict)
             raise verdict.error
         except BaseException as error:
-            if record.error is None and isinstance(error, GatewayError):
-                record.error, record.retryable = type(error).__name__, verdict_on(error).retryable
+            if self.verdict is None and isinstance(error, GatewayError):
+                self._judge(verdict_on(error))
             await self._post.__aexit__(type(error), error, error.__traceback__)
             raise
+
+    def _judge(self, verdict: Verdict) -> None:
+        self.verdict = verdict
+        self.record.error, self.record.retryable = type(verdict.error).__name__, verdict.retryable
 
     async def __aexit__(
         self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
@@ -307,8 +438,10 @@ async def _relay(
     decoder: StreamDecoder,
     encoder: StreamEncoder,
     out: Sink,
+    head: Headers,
     outcome: Outcome,
     before_finish: Callable[[], Awaitable[None]] | None,
+    check: StreamCheck,
 ) -> None:
     """Upstream SSE -> canonical events -> client SSE, one upstream chunk at a time (no buffering beyond one event).
 
@@ -317,16 +450,19 @@ async def _relay(
     response began ends it with the encoder's own terminal error event.
     """
     parser = SSEParser()
-    await out.start(200, SSE)
+    await out.start(200, head)
     try:
         async with aclosing(upstream.chunks(response)) as chunks:
             async for chunk in chunks:
                 events = [e for sse in parser.feed(chunk) for e in decoder.feed(sse)]
+                check.feed(events)
                 await _emit(events, encoder, out, outcome, before_finish)
-        tail = [e for sse in parser.close() for e in decoder.feed(sse)]
-        await _emit(tail + decoder.close(), encoder, out, outcome, before_finish)
+        tail = [e for sse in parser.close() for e in decoder.feed(sse)] + decoder.close()
+        check.feed(tail)
+        await _emit(tail, encoder, out, outcome, before_finish)
     except GatewayError as error:
         outcome.error = type(error).__name__
+        check.problem = check.problem or f"stream broke: {error.message}"
         await out.write(encoder.fail(error))
     await out.end()
 

@@ -18,6 +18,8 @@ from fastgw.catalog import Catalog
 from fastgw.codecs import registry
 from fastgw.config import Config
 from fastgw.outcome import MemoryRecorder, Recorder, RecorderStatistics
+from fastgw.route.health import Health, KeyView
+from fastgw.route.router import Affinity, Router
 from fastgw.route.table import RouteStatistics, RouteTable
 from fastgw.state.continuations import Continuations
 from fastgw.state.responses import ResponseStore, SQLiteResponseStore, StoreStatistics
@@ -36,6 +38,9 @@ class Services:
         self.transport = Http1Transport(max_idle_per_origin=256, keepalive_expiry=60.0)
         self.store: ResponseStore = SQLiteResponseStore(config.data_dir, config.responses_ttl, now=sources.now)
         self.continuations = Continuations(self.store)
+        # Key and target health, and session affinity, outlive a config: a reload keeps what it did not change.
+        self.health = Health(config.routing)
+        self.affinity = Affinity(config.routing)
         # Until metering consumes outcomes, a worker counts them and keeps none: a thousand kept outcomes cost
         # ~30 us of garbage-collector time per request (bench). Tests pass a recorder that keeps them.
         self.recorder: Recorder = recorder if recorder is not None else MemoryRecorder(keep=0)
@@ -52,6 +57,27 @@ class Services:
         await self.transport.aclose()
 
 
+class TargetView(msgspec.Struct, frozen=True, kw_only=True):
+    """One target of a route as ``/admin/routes`` shows it; ``until`` is seconds left of an ejection."""
+
+    target: str
+    weight: float
+    dialect: str
+    status: str
+    until: float | None
+    reason: str | None
+    served: int
+    failed: int
+    keys: list[KeyView]
+
+
+class RouteView(msgspec.Struct, frozen=True, kw_only=True):
+    """A route: ``levels[0]`` is the primary level, the rest its fallbacks in order."""
+
+    name: str
+    levels: list[list[TargetView]]
+
+
 class RoutingState:
     """Everything one ``Config`` builds; never mutated, replaced whole by a reload."""
 
@@ -60,11 +86,61 @@ class RoutingState:
         self.generation = generation
         self.routes = RouteTable(config)
         self.catalog = Catalog(tuple(config.models.items()))
-        self.upstreams = Upstreams(config.providers, registry.UPSTREAM, config.timeouts, services.transport)
+        self.upstreams = Upstreams(
+            config.providers, registry.UPSTREAM, config.timeouts, services.transport, services.health
+        )
+        self.router = Router(self.routes, self.upstreams, self.catalog, services.health, services.affinity)
+
+    def view(self) -> list[RouteView]:
+        """Every route with its levels of targets and their keys, as they stand now (``/admin/routes``)."""
+        now = trio.current_time()
+        health = self.router.health
+        out = []
+        for name, levels in self.routes.rules():
+            shown = []
+            for level in levels:
+                targets = []
+                for label, weight in level:
+                    provider, _, model = label.partition(":")
+                    upstream = self.upstreams[provider]
+                    state = health.target(provider, upstream.spec.base_url, model) if model else None
+                    keys = [
+                        KeyView(
+                            key=k.fingerprint,
+                            status=k.state.status(now),
+                            until=_until(k.state.resting_until(now), now),
+                            reason=k.state.reason or None,
+                        )
+                        for k in upstream.pool.keys
+                    ]
+                    targets.append(
+                        TargetView(
+                            target=label,
+                            weight=weight,
+                            dialect=upstream.spec.dialect,
+                            status=state.status(now) if state is not None else "ok",
+                            until=_until(state.until, now) if state is not None else None,
+                            reason=(state.reason or None) if state is not None else None,
+                            served=state.served if state is not None else 0,
+                            failed=state.failed if state is not None else 0,
+                            keys=keys,
+                        )
+                    )
+                shown.append(targets)
+            out.append(RouteView(name=name, levels=shown))
+        return out
+
+
+def _until(until: float, now: float) -> float | None:
+    """Seconds left of a cooldown or ejection, None when it is over."""
+    return round(until - now, 3) if until > now else None
 
 
 class RuntimeStatistics(msgspec.Struct, frozen=True, kw_only=True):
     generation: int
+    routing: list[RouteView]
+    health: dict[str, int]
+    sessions: int
     routes: RouteStatistics
     transport: TransportStatistics
     recorder: RecorderStatistics
@@ -80,9 +156,15 @@ class Runtime:
         self.state = RoutingState(config, self.services, generation=1)
 
     def reload(self, config: Config) -> RoutingState:
-        """Build the routing state of ``config`` and make it current; requests in flight keep the old one."""
-        self.state = RoutingState(config, self.services, self.state.generation + 1)
-        return self.state
+        """Build the routing state of ``config`` and make it current; requests in flight keep the old one.
+
+        Health carries over (cooldowns, rotation, ejections of what the reload did not change); keys an upstream
+        refused get another chance."""
+        state = RoutingState(config, self.services, self.state.generation + 1)
+        self.services.health.configure(config.routing)
+        self.services.affinity.configure(config.routing)
+        self.state = state
+        return state
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The background nursery; returns after ``aclose`` once every service has finished."""
@@ -94,6 +176,9 @@ class Runtime:
     def statistics(self) -> RuntimeStatistics:
         return RuntimeStatistics(
             generation=self.state.generation,
+            routing=self.state.view(),
+            health=self.services.health.statistics(trio.current_time()),
+            sessions=len(self.services.affinity),
             routes=self.state.routes.statistics(),
             transport=self.services.transport.statistics(),
             recorder=self.services.recorder.statistics(),

@@ -23,7 +23,7 @@ def _openai(kind: str, code: str | None = None, message: str = "nope") -> bytes:
 
 
 @pytest.mark.parametrize(
-    ("status", "body", "retryable", "cool", "disable", "client_status"),
+    ("status", "body", "retryable", "cool", "out", "client_status"),
     [
         (400, _openai("invalid_request_error"), False, Cool.NOTHING, False, 400),
         (404, _openai("invalid_request_error", "model_not_found"), False, Cool.NOTHING, False, 404),
@@ -46,9 +46,11 @@ def _openai(kind: str, code: str | None = None, message: str = "nope") -> bytes:
         ),
     ],
 )
-def test_verdicts(status: int, body: bytes, retryable: bool, cool: Cool, disable: bool, client_status: int) -> None:
+def test_verdicts(status: int, body: bytes, retryable: bool, cool: Cool, out: bool, client_status: int) -> None:
+    """``out``: the key is taken out beyond a short cooldown (refused, or its spend cap reached)."""
     verdict = classify(status, body, {}, "prov", now=NOW)
-    assert (verdict.retryable, verdict.cool, verdict.disable_key) == (retryable, cool, disable)
+    assert (verdict.retryable, verdict.cool, verdict.disable_key or verdict.spent) == (retryable, cool, out)
+    assert verdict.disable_key == (status in (401, 403))
     assert verdict.error.status == client_status and f"HTTP {status}" in verdict.error.message
 
 

@@ -56,7 +56,8 @@ def test_unknown_model_is_a_helpful_404_F43() -> None:
 
 def test_models_lists_aliases_and_covered_claude_ids_F44() -> None:
     routes = table(routes=[{"match": "my-alias", "to": "openai:gpt-5"}, {"match": "claude-*", "to": "openai:gpt-5"}])
-    models = routes.models()
+    models = [name for name, _ in routes.models()]
     assert models[0] == "my-alias"
     assert {"claude-opus-4-5", "claude-sonnet-4-5", "claude-haiku-4-5"} <= set(models)
     assert table(routes=[{"match": "gpt-*", "to": "openai"}]).models() == []
+    assert dict(routes.models())["my-alias"] == Target("openai", "gpt-5")

@@ -96,7 +96,7 @@ def _frozen_structs(value: object) -> list[msgspec.Struct]:
 
 
 @pytest.mark.parametrize("what", ["runtime", "transport", "recorder", "store", "routes", "upstream"])
-def test_every_stateful_object_shows_a_frozen_statistics_struct(what: str, tmp_path: object) -> None:
+async def test_every_stateful_object_shows_a_frozen_statistics_struct(what: str, tmp_path: object) -> None:
     config = config_module.from_mapping(
         {
             "providers": {"p": {"dialect": "openai-chat", "base_url": "http://127.0.0.1:9/v1", "keys": ["k"]}},

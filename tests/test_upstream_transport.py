@@ -22,7 +22,8 @@ import trio
 import trio.testing
 
 from fastgw.codecs import registry
-from fastgw.config import Provider, Timeouts
+from fastgw.config import Provider, Routing, Timeouts
+from fastgw.route.health import Health
 from fastgw.upstream.client import Upstream
 from fastgw.upstream.transport import Http1Transport, TransportStatistics
 
@@ -790,9 +791,9 @@ async def test_upstream_sends_identity_encoding_and_key(
         )
         transport = Http1Transport()
         timeouts = Timeouts(connect=LIMIT, first_byte=LIMIT, idle=LIMIT, total=LIMIT)
-        upstream = Upstream("p", spec, registry.UPSTREAM[spec.dialect], timeouts, transport)
+        upstream = Upstream("p", spec, registry.UPSTREAM[spec.dialect], timeouts, transport, Health(Routing()))
         try:
-            async with upstream.post(body, [("x-request-id", "abc")]) as response:
+            async with upstream.post(body, [("x-request-id", "abc")], upstream.pool.keys[0]) as response:
                 assert response.status_code == 200
                 assert await upstream.read(response) == b'{"ok":true}'
         finally:

@@ -21,7 +21,7 @@ from fastgw.errors import GatewayError
 class OpenAIInbound:
     """An OpenAI client dialect: ``decode`` its requests, render with ``render`` and ``stream_encoder``."""
 
-    session_headers: tuple[str, ...] = ("session-id",)  # Codex names its conversation here
+    session_headers: tuple[str, ...] = ("session-id", "thread-id")  # Codex names its conversation here
 
     def __init__(
         self,

@@ -26,10 +26,12 @@ _encoder = msgspec.json.Encoder()
 
 
 class Peek(msgspec.Struct):
-    """The fields a routing decision needs (the same in all three dialects); decoding this skips everything else."""
+    """The fields a routing decision needs (the same in all three dialects); decoding this skips everything else.
+    ``prompt_cache_key`` (OpenAI) names a session when no header does."""
 
     model: str
     stream: bool = False
+    prompt_cache_key: str | None = None
 
 
 _peek_decoder = msgspec.json.Decoder(Peek)

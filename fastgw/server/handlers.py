@@ -23,15 +23,33 @@ async def count_tokens(runtime: Runtime, body: bytes, out: Sink) -> None:
 
 
 async def models(runtime: Runtime, out: Sink, *, anthropic: bool, created: int) -> None:
-    """``GET /v1/models``: the routable model ids, in Anthropic's list shape or OpenAI's."""
-    ids = runtime.state.routes.models()
+    """``GET /v1/models``: the model ids routes expose, in Anthropic's list shape or OpenAI's, each with the context
+    window and output cap of the model it is served by (``max_input_tokens``/``max_tokens`` in Anthropic's shape,
+    ``context_window``/``max_output_tokens`` in OpenAI's; absent when the catalog does not know)."""
+    state = runtime.state
+    listed = [(i, state.catalog.lookup(target.model)) for i, target in state.routes.models()]
+    ids = [i for i, _ in listed]
     if anthropic:
         created_at = _iso(created)
-        listing = [{"type": "model", "id": i, "display_name": i, "created_at": created_at} for i in ids]
+        listing: list[dict[str, object]] = []
+        for i, info in listed:
+            entry: dict[str, object] = {"type": "model", "id": i, "display_name": i, "created_at": created_at}
+            if info.context_window is not None:
+                entry["max_input_tokens"] = info.context_window
+            if info.max_output is not None:
+                entry["max_tokens"] = info.max_output
+            listing.append(entry)
         first, last = (ids[0], ids[-1]) if ids else (None, None)
         body = _encoder.encode({"data": listing, "has_more": False, "first_id": first, "last_id": last})
     else:
-        entries = [{"id": i, "object": "model", "created": created, "owned_by": "fastgw"} for i in ids]
+        entries: list[dict[str, object]] = []
+        for i, info in listed:
+            entry = {"id": i, "object": "model", "created": created, "owned_by": "fastgw"}
+            if info.context_window is not None:
+                entry["context_window"] = info.context_window
+            if info.max_output is not None:
+                entry["max_output_tokens"] = info.max_output
+            entries.append(entry)
         body = _encoder.encode({"object": "list", "data": entries})
     await out.respond(200, JSON, body)
 

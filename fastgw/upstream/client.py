@@ -21,6 +21,8 @@ from fastgw.canon.dialect import Dialect
 from fastgw.codecs.interface import UpstreamCodec
 from fastgw.config import Provider, Timeouts
 from fastgw.errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout, UpstreamUnavailable
+from fastgw.route.health import Health
+from fastgw.route.pool import Pool, PoolKey, PoolStatistics
 from fastgw.upstream.transport import Http1Transport
 
 
@@ -51,13 +53,21 @@ def endpoint(base_url: str, path: str) -> str:
 class UpstreamStatistics(msgspec.Struct, frozen=True, kw_only=True):
     requests: int
     failures: int
+    keys: PoolStatistics
 
 
 class Upstream:
-    """One provider of one config: its URL, auth and the codec of its dialect, over the shared pool."""
+    """One provider of one config: its URL, its key pool and the codec of its dialect, over the shared connection
+    pool."""
 
     def __init__(
-        self, name: str, spec: Provider, codec: UpstreamCodec, timeouts: Timeouts, transport: Http1Transport
+        self,
+        name: str,
+        spec: Provider,
+        codec: UpstreamCodec,
+        timeouts: Timeouts,
+        transport: Http1Transport,
+        health: Health,
     ) -> None:
         self.name = name
         self.spec = spec
@@ -65,13 +75,9 @@ class Upstream:
         self.timeouts = timeouts
         self.transport = transport
         self.url = endpoint(spec.base_url, codec.path)
+        self.pool = Pool(spec, [list(codec.auth(key)) for key in spec.keys], health)
         # Bodies are relayed as received: never let an upstream compress them.
-        self._headers = [
-            ("accept-encoding", "identity"),
-            ("content-type", "application/json"),
-            *spec.headers.items(),
-            *(codec.auth(spec.keys[0]) if spec.keys else ()),
-        ]
+        self._headers = [("accept-encoding", "identity"), ("content-type", "application/json"), *spec.headers.items()]
         self._timeout = {"connect": timeouts.connect, "read": timeouts.idle, "write": timeouts.idle}
         self._requests = 0
         self._failures = 0
@@ -80,11 +86,11 @@ class Upstream:
         return f"<Upstream {self.name} {self.spec.dialect} {self.url}>"
 
     def statistics(self) -> UpstreamStatistics:
-        return UpstreamStatistics(requests=self._requests, failures=self._failures)
+        return UpstreamStatistics(requests=self._requests, failures=self._failures, keys=self.pool.statistics())
 
     @asynccontextmanager
-    async def post(self, body: bytes, headers: list[tuple[str, str]]) -> AsyncIterator[httpx.Response]:
-        """Send ``body`` and yield the response with its body unread (stream it with ``chunks``).
+    async def post(self, body: bytes, headers: list[tuple[str, str]], key: PoolKey) -> AsyncIterator[httpx.Response]:
+        """Send ``body`` with ``key``'s auth and yield the response with its body unread (stream it with ``chunks``).
 
         Raises:
             UpstreamTimeout: no response headers within ``first_byte`` seconds, or a connect timeout.
@@ -93,7 +99,11 @@ class Upstream:
         # httpx's Request/Response types over our transport, without AsyncClient's per-request machinery
         # (auth flows, redirects, cookies, hooks) that an API call with a fixed URL and key never uses.
         request = httpx.Request(
-            "POST", self.url, content=body, headers=[*self._headers, *headers], extensions={"timeout": self._timeout}
+            "POST",
+            self.url,
+            content=body,
+            headers=[*self._headers, *key.auth, *headers],
+            extensions={"timeout": self._timeout},
         )
         self._requests += 1
         response: httpx.Response | None = None
@@ -136,9 +146,11 @@ class Upstreams:
         codecs: Mapping[Dialect, UpstreamCodec],
         timeouts: Timeouts,
         transport: Http1Transport,
+        health: Health,
     ) -> None:
         self._by_name = {
-            name: Upstream(name, spec, codecs[spec.dialect], timeouts, transport) for name, spec in providers.items()
+            name: Upstream(name, spec, codecs[spec.dialect], timeouts, transport, health)
+            for name, spec in providers.items()
         }
 
     def __getitem__(self, name: str) -> Upstream:
