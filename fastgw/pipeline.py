@@ -38,7 +38,7 @@ from fastgw.outcome import Attempt, Outcome
 from fastgw.route.failure import Cool, Verdict, classify, verdict_on
 from fastgw.route.policy import Facts
 from fastgw.route.quality import StreamCheck, response_problem
-from fastgw.route.router import Attempts, Bound, Choice
+from fastgw.route.router import Attempts, Bound, Choice, Router
 from fastgw.runtime import RoutingState, Runtime
 from fastgw.upstream.client import Upstream
 
@@ -88,7 +88,7 @@ class Plan(msgspec.Struct, kw_only=True):
 
 
 class _Leg(msgspec.Struct, kw_only=True):
-    """One attempt's target, key and encoded body."""
+    """One attempt's target, key and encoded body, and the check of its answer (``fastgw.route.quality``)."""
 
     choice: Choice
     upstream: Upstream
@@ -96,6 +96,7 @@ class _Leg(msgspec.Struct, kw_only=True):
     body: bytes
     translated: bool
     context: object = None
+    check: StreamCheck = msgspec.field(default_factory=StreamCheck)
 
 
 async def send_error(out: Sink, inbound: InboundCodec, error: GatewayError, extra: Headers | None = None) -> None:
@@ -211,9 +212,9 @@ class Pipeline:
                     outcome.skipped = tuple(attempts.skipped)
                     head = _route_header(outcome)
                     if leg.translated:
-                        problem = await self._translate(plan, leg, inbound, head, response, out, outcome)
+                        await self._translate(plan, leg, inbound, head, response, out, outcome)
                     else:
-                        problem = await self._passthrough(plan, leg, head, response, out, outcome)
+                        await self._passthrough(plan, leg, head, response, out, outcome)
             except GatewayError as error:
                 verdict = attempt.verdict
                 if verdict is None:  # failed after the response began: the target failed, nothing is retried
@@ -225,19 +226,30 @@ class Pipeline:
                     raise
                 failure, cooled = error, verdict.cool
                 continue
-            if problem is None:
-                router.served(choice, plan.session)
-            else:
-                router.unusable(choice, problem)
-            usage = outcome.usage
-            if usage is not None and choice.ref.gates is not None:
-                used = usage.total_input + usage.output_tokens
-                choice.ref.upstream.pool.settle(choice.ref.gates, choice.key, plan.estimate or len(body) // 4, used)
+            finally:
+                if out.ended and attempt.verdict is None:
+                    # The client has it all. Synchronous, so it runs even when the client's leaving right after
+                    # the last byte cancels this task.
+                    self._served(router, plan, leg, outcome, len(body))
             return
         outcome.skipped = tuple(attempts.skipped)
         if failure is not None:
             raise failure
         raise _exhausted(plan, attempts)
+
+    @staticmethod
+    def _served(router: Router, plan: Plan, leg: _Leg, outcome: Outcome, size: int) -> None:
+        """Record a delivered answer: a good one vouches for its target and key (and pins the session to them); an
+        unusable one counts against the target; the key's token limit learns what was really used."""
+        choice = leg.choice
+        if leg.check.problem is None:
+            router.served(choice, plan.session)
+        else:
+            router.unusable(choice, leg.check.problem)
+        usage = outcome.usage
+        if usage is not None and choice.ref.gates is not None:
+            used = usage.total_input + usage.output_tokens
+            choice.ref.upstream.pool.settle(choice.ref.gates, choice.key, plan.estimate or size // 4, used)
 
     async def _leg(
         self, plan: Plan, inbound: InboundCodec, headers: Mapping[str, str], body: bytes, choice: Choice
@@ -265,7 +277,7 @@ class Pipeline:
 
     async def _passthrough(
         self, plan: Plan, leg: _Leg, head: Headers, response: httpx.Response, out: Sink, outcome: Outcome
-    ) -> str | None:
+    ) -> None:
         """Same dialect both sides: only ``model`` (and auth) change; a success is relayed byte for byte (a
         broken stream raises: the target is judged by the error).
 
@@ -280,7 +292,7 @@ class Pipeline:
             outcome.usage = tap.usage
             content_type = response.headers.get("content-type", "application/json").encode()
             await out.respond(200, [(b"content-type", content_type), *head], data)
-            return None
+            return
         cutter = passthrough.FrameCutter()
         sse = [*SSE, *head]
         try:
@@ -297,7 +309,6 @@ class Pipeline:
         if not out.started:
             await out.start(200, sse)
         await out.end()
-        return None
 
     async def _translate(
         self,
@@ -308,9 +319,9 @@ class Pipeline:
         response: httpx.Response,
         out: Sink,
         outcome: Outcome,
-    ) -> str | None:
-        """Different dialects: the answer comes back through the canonical form. Returns what made the answer
-        unusable (``fastgw.route.quality``), or None."""
+    ) -> None:
+        """Different dialects: the answer comes back through the canonical form, checked on its way
+        (``leg.check``)."""
         request = plan.request
         assert request is not None
         upstream, codec = leg.upstream, leg.upstream.codec
@@ -322,8 +333,9 @@ class Pipeline:
             encoded = inbound.encode(canonical, request, self.sources)
             if keeper is not None:  # stored before the client can ask for it
                 await keeper.whole(encoded, canonical)
+            leg.check.problem = response_problem(canonical)
             await out.respond(200, [*JSON, *head], encoded)
-            return response_problem(canonical)
+            return
         decoder = codec.stream_decoder(leg.context, plan.model, plan.estimate, self.sources)
         encoder = inbound.stream_encoder(request, self.sources)
         before_finish: Callable[[], Awaitable[None]] | None = None
@@ -334,9 +346,7 @@ class Pipeline:
             async def before_finish() -> None:
                 await keeper.before_finish(response_id)
 
-        check = StreamCheck()
-        await _relay(upstream, response, decoder, encoder, out, [*SSE, *head], outcome, before_finish, check)
-        return check.problem
+        await _relay(upstream, response, decoder, encoder, out, [*SSE, *head], outcome, before_finish, leg.check)
 
 
 def _exhausted(plan: Plan, attempts: Attempts) -> GatewayError:

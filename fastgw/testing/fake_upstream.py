@@ -166,6 +166,9 @@ class FakeUpstream:
 
     Attributes:
         scripts: Model name to script (or script factory); add entries to script new models at runtime.
+        by_key: API key (``authorization: Bearer`` or ``x-api-key``) to script, overriding ``scripts`` for
+            requests presenting that key (a revoked or rate-limited key of a pool).
+        keys: The API key each request presented, in order ("" when none; recorded even when not recording).
         requests: Every request received, in order (empty when ``record_requests`` is False).
         strict: Whether requests are validated as the real providers do (see the module docstring).
         strict_headers: Whether strict mode also requires the provider's mandatory headers (Anthropic's
@@ -182,6 +185,8 @@ class FakeUpstream:
             strict_headers: In strict mode, also refuse a Messages request without ``anthropic-version``.
         """
         self.scripts: dict[str, ScriptSource] = dict(SCENARIOS)
+        self.by_key: dict[str, ScriptSource] = {}
+        self.keys: list[str] = []
         self.requests: list[RecordedRequest] = []
         self.strict = strict
         self.strict_headers = strict_headers
@@ -273,7 +278,7 @@ class FakeUpstream:
             refusal = self._refusal(endpoint, request, query, body) if self.strict else None
             if refusal is not None:
                 return await _send(connection, stream, refusal, b"")
-            return await self._complete(connection, stream, endpoint, body)
+            return await self._complete(connection, stream, endpoint, body, _api_key(request))
         if method == "GET" and path == "/v1/models":
             models = [{"id": name, "object": "model", "created": 0, "owned_by": "fastgw-fake"} for name in self.scripts]
             response = json_response(200, _ENCODE({"object": "list", "data": models}))
@@ -304,11 +309,13 @@ class FakeUpstream:
         return json_response(400, dialect.rejection_body(error.path, error.message))
 
     async def _complete(
-        self, connection: h11.Connection, stream: trio.SocketStream, dialect: Dialect, body: bytes
+        self, connection: h11.Connection, stream: trio.SocketStream, dialect: Dialect, body: bytes, api_key: str
     ) -> bool:
+        if self._record:
+            self.keys.append(api_key)
         try:
             request = DECODE_REQUEST(body)
-            source = self._source(request.model)
+            source = self.by_key.get(api_key) or self._source(request.model)
             script = source if isinstance(source, Script) else source(dialect.prompt(request))
         except msgspec.DecodeError as error:
             return await _send(connection, stream, json_response(400, dialect.error_body(400, str(error))), b"")
@@ -325,6 +332,15 @@ class FakeUpstream:
         if script.first_byte_delay:
             await trio.sleep(script.first_byte_delay)
         return await _send(connection, stream, rendered, _token(), script.event_delay)
+
+
+def _api_key(request: h11.Request) -> str:
+    for name, value in request.headers:
+        if name == b"x-api-key":
+            return value.decode("latin-1")
+        if name == b"authorization" and value.lower().startswith(b"bearer "):
+            return value[7:].decode("latin-1")
+    return ""
 
 
 async def _receive_request(connection: h11.Connection, stream: trio.SocketStream) -> tuple[h11.Request, bytes] | None:
