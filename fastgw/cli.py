@@ -40,10 +40,11 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ.update({"OPENAI_API_KEY": "fake-key", "OPENAI_BASE_URL": f"{url}/v1"})
         os.environ.pop("ANTHROPIC_API_KEY", None)
         print(f"fastgw: fake upstreams at {url}; claude-* is translated to OpenAI Chat on them", flush=True)
-    if args.config:
-        os.environ["FASTGW_CONFIG"] = os.path.abspath(args.config)
+    path = os.path.abspath(args.config) if args.config else None
+    if path:
+        os.environ["FASTGW_CONFIG"] = path  # what spawned workers load (and reload on SIGHUP)
     try:
-        config = config_module.load(args.config) if args.config else config_module.from_env()
+        config = config_module.load(path) if path else config_module.from_env()
     except config_module.ConfigError as error:
         print(f"fastgw: config error: {error}", file=sys.stderr)
         return 2
@@ -56,7 +57,7 @@ def _serve(args: argparse.Namespace) -> int:
     host, _, port = config.listen.rpartition(":")
     try:
         return run(
-            App(config),
+            App(config, config_path=path, signals=True),  # one worker: this process serves, and reloads on SIGHUP
             hypercorn_config(
                 args.host or host or "127.0.0.1",
                 int(port) if args.port is None else args.port,

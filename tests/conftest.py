@@ -99,8 +99,18 @@ class Gateways:
         self._nursery = nursery
         self._running: list[Running] = []
 
-    async def start(self, config: config_module.Config, *, sources: Sources = SYSTEM) -> Running:
-        app = App(config, sources=sources, recorder=MemoryRecorder())  # keeps recent outcomes for the tests
+    async def start(
+        self,
+        config: config_module.Config,
+        *,
+        sources: Sources = SYSTEM,
+        config_path: str | None = None,
+        signals: bool = False,
+    ) -> Running:
+        """Serve ``config`` (read from ``config_path``, which a reload re-reads); ``signals`` reloads on SIGHUP."""
+        app = App(  # the recorder keeps recent outcomes for the tests
+            config, sources=sources, recorder=MemoryRecorder(), config_path=config_path, signals=signals
+        )
         hc = hypercorn_config("127.0.0.1", 0, 1, 2.0)
         hc.errorlog = None
         stop, stopped = trio.Event(), trio.Event()

@@ -1,5 +1,5 @@
 """The ASGI application: lifespan (the worker's background nursery), dispatch on path (the path fixes the client's
-dialect, ``fastgw.codecs.registry``), and the error boundary.
+dialect, ``fastgw.codecs.registry``; ``/admin/`` goes to ``server/admin.py``), and the error boundary.
 
 Every failure a client can cause or meet is rendered in the dialect of the path it called; an unexpected exception
 is logged with its traceback here and answered with a generic 500, never shown to the client.
@@ -18,8 +18,8 @@ from fastgw.codecs import registry
 from fastgw.errors import GatewayError, NotFound
 from fastgw.outcome import Recorder
 from fastgw.pipeline import JSON, Pipeline, send_error
-from fastgw.runtime import Runtime
-from fastgw.server import handlers
+from fastgw.runtime import RoutingState, Runtime
+from fastgw.server import admin, handlers
 from fastgw.server.http import ClientGone, Receive, Responder, Scope, Send, read_body, watch_disconnect
 
 log = logging.getLogger("fastgw")
@@ -28,15 +28,52 @@ _COUNT_TOKENS = "/v1/messages/count_tokens"
 
 
 class App:
-    """ASGI 3 callable over one worker's ``Runtime``. ``ready`` is true between lifespan startup and shutdown."""
+    """ASGI 3 callable over one worker's ``Runtime``. ``ready`` is true between lifespan startup and shutdown.
+
+    Args:
+        config: the config to serve first.
+        sources: clock and id sources.
+        recorder: where outcomes go (default: count them, keep none).
+        config_path: the TOML file ``config`` came from, re-read by a reload; None re-reads the environment.
+        signals: reload on SIGHUP while the lifespan runs. For a process that serves; off for apps in tests, which
+            share one process.
+
+    The admin token (``FASTGW_ADMIN_TOKEN``) and the supervisor's pid (``FASTGW_SUPERVISOR_PID``) are read from the
+    environment here.
+    """
 
     def __init__(
-        self, config: config_module.Config, *, sources: Sources = SYSTEM, recorder: Recorder | None = None
+        self,
+        config: config_module.Config,
+        *,
+        sources: Sources = SYSTEM,
+        recorder: Recorder | None = None,
+        config_path: str | None = None,
+        signals: bool = False,
     ) -> None:
         self.runtime = Runtime(config, sources=sources, recorder=recorder)
         self.pipeline = Pipeline(self.runtime)
+        self.reloader = admin.Reloader(self.runtime, config_path)
+        self.admin = admin.Admin(
+            self.runtime,
+            self.reloader,
+            token=os.environ.get(admin.TOKEN_ENV) or None,
+            supervisor=admin.supervisor_from_env(),
+        )
         self.ready = False
+        self._signals = signals
         self._started = sources.timestamp()
+
+    def reload(self) -> RoutingState:
+        """Re-read the config from where it came from and swap it in; requests in flight finish on the old one.
+
+        Returns:
+            The new routing state.
+
+        Raises:
+            ConfigError: the config is invalid (the message says where and why); the old one keeps serving.
+        """
+        return self.reloader.reload("reload")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -46,18 +83,23 @@ class App:
             await self._lifespan(receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        """Startup opens the worker's background nursery; shutdown (after in-flight requests drained) lets its
-        services finish (the recorder drains) and closes the pools."""
+        """Startup opens the worker's background nursery (and, with ``signals``, the SIGHUP reloader); shutdown
+        (after in-flight requests drained) stops reloading, lets the services finish (the recorder drains) and closes
+        the pools."""
         message = await receive()
         if message["type"] != "lifespan.startup":
             return
         async with trio.open_nursery() as nursery:
             await nursery.start(self.runtime.run)
-            self.ready = True
-            await send({"type": "lifespan.startup.complete"})
-            while (await receive())["type"] != "lifespan.shutdown":
-                pass
-            self.ready = False
+            async with trio.open_nursery() as watchers:
+                if self._signals:
+                    await watchers.start(self.reloader.reload_on_sighup)
+                self.ready = True
+                await send({"type": "lifespan.startup.complete"})
+                while (await receive())["type"] != "lifespan.shutdown":
+                    pass
+                self.ready = False
+                watchers.cancel_scope.cancel()
             await self.runtime.aclose()
         await send({"type": "lifespan.shutdown.complete"})
 
@@ -68,6 +110,9 @@ class App:
         out = Responder(send)
         inbound = registry.INBOUND[registry.dialect_of(path, headers)]
         try:
+            if path.startswith(admin.PREFIX):
+                await self.admin.handle(method, path, headers, out)
+                return
             if method == "GET" or (method == "DELETE" and path.startswith(_STORED)):
                 await self._local(method, path, headers, out)
                 return
@@ -113,11 +158,13 @@ def _headers(scope: Scope) -> dict[str, str]:
 
 
 def app_from_env() -> App:
-    """The app a worker process builds: ``FASTGW_CONFIG`` names a TOML file, else the environment alone."""
+    """The app a worker process builds: ``FASTGW_CONFIG`` names a TOML file, else the environment alone; it reloads
+    on SIGHUP."""
     from fastgw.logs import configure_logging
     from fastgw.server import coalesce
 
     configure_logging()
     coalesce.install()  # spawned workers build their protocol classes here, not in the parent
     path = os.environ.get("FASTGW_CONFIG")
-    return App(config_module.load(path) if path else config_module.from_env())
+    config = config_module.load(path) if path else config_module.from_env()
+    return App(config, config_path=path, signals=True)

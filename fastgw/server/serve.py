@@ -2,11 +2,17 @@
 
 Shutdown is graceful either way: SIGTERM/SIGINT stops accepting, and in-flight requests (streams included) get
 ``graceful_timeout`` seconds to finish. HTTP/1.1 and cleartext HTTP/2 (prior knowledge or upgrade) share the port.
+
+SIGHUP reloads the config (``server/admin.py``): the single process reloads itself; with workers, the supervisor
+forwards it to every worker and never dies of it. It is blocked (held pending, not lost) from here until an app's
+lifespan can reload; spawned workers inherit the block.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import signal
 import time
 
@@ -14,6 +20,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 
 from fastgw.server import coalesce
+from fastgw.server.admin import SUPERVISOR_ENV
 from fastgw.server.app import App
 
 APP_PATH = "fastgw.server.app:app_from_env()"
@@ -53,6 +60,7 @@ async def serve_in_process(
 def run(app: App, config: HypercornConfig) -> int:
     """Block serving; ``config.workers`` > 1 spawns worker processes that each build the app from the environment."""
     if config.workers <= 1:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})  # until the app's lifespan can reload
         trio.run(serve_in_process, app, config)
         return 0
     return run_workers(config)
@@ -63,7 +71,9 @@ def run_workers(config: HypercornConfig) -> int:
 
     Unlike ``hypercorn.run.run`` (which SIGTERMs every other worker as soon as the first one exits, cutting their
     in-flight streams, and keeps the listening socket open in the parent so new connections queue until it exits),
-    shutdown waits for *every* worker to drain, and only the workers hold the listening sockets.
+    shutdown waits for *every* worker to drain, and only the workers hold the listening sockets. SIGHUP is forwarded
+    to every worker (each reloads its config); workers find this process in ``FASTGW_SUPERVISOR_PID`` and SIGHUP it
+    after a ``POST /admin/reload``, so the reload reaches them all.
     """
     import multiprocessing
     from multiprocessing.connection import wait
@@ -81,7 +91,16 @@ def run_workers(config: HypercornConfig) -> int:
             stopping_since = time.monotonic()
         shutdown.set()
 
+    def forward(*_: object) -> None:
+        for worker in list(alive):
+            if worker.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.pid, signal.SIGHUP)
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited by the workers: only the parent reacts to Ctrl-C
+    # Inherited too: a worker holds a SIGHUP pending until its lifespan can reload (a default SIGHUP would kill it).
+    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+    os.environ[SUPERVISOR_ENV] = str(os.getpid())
     workers = [
         context.Process(target=trio_worker, kwargs={"config": config, "sockets": sockets, "shutdown_event": shutdown})
         for _ in range(config.workers)
@@ -90,11 +109,13 @@ def run_workers(config: HypercornConfig) -> int:
         worker.start()
     for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
         sock.close()  # each worker has its own copy; the port refuses connections once the last worker closes it
+    alive = list(workers)
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGHUP, forward)
+    signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask - {signal.SIGHUP})
 
     exitcode = 0
-    alive = list(workers)
     while alive:
         timeout = None
         if stopping_since is not None:  # the workers enforce graceful_timeout; this only guards against a hang
