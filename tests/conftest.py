@@ -2,11 +2,16 @@
 
 SDK clients are the official synchronous ones, run in a worker thread (``trio.to_thread``) so the gateway and the
 fake keep serving on the test's trio loop.
+
+Tests that need something outside the Python environment (the Claude Code CLI, installed by ``.ci/run`` with npm)
+call :func:`require`: they skip where it is missing, and fail under ``FASTGW_REQUIRE_ALL=1`` (CI), so a broken install
+cannot pass as a skip.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -42,6 +47,24 @@ def fixture_records(kind: str) -> list[dict[str, Any]]:
                 record["file"] = path.name
                 records.append(record)
     return records
+
+
+REQUIRE_ALL = "FASTGW_REQUIRE_ALL"
+"""Set to ``1`` (``.ci/run`` does) to turn every :func:`require` skip into a failure."""
+
+
+def require(condition: object, reason: str) -> None:
+    """Skip the calling test unless ``condition`` holds; fail it instead when ``FASTGW_REQUIRE_ALL=1``.
+
+    For an external tool or service a test needs (``reason`` says what is missing and how to get it): a developer
+    without it still gets a green run, CI (which installs everything) cannot lose the test to a silent skip. Call it
+    from a sync fixture: pytest-trio re-raises a skip from inside a trio test without its reason.
+    """
+    if condition:
+        return
+    if os.environ.get(REQUIRE_ALL) == "1":
+        pytest.fail(f"{reason} ({REQUIRE_ALL}=1 makes this a failure, not a skip)", pytrace=False)
+    pytest.skip(reason)
 
 
 def gateway_config(fake: FakeUpstream, **extra: Any) -> config_module.Config:
