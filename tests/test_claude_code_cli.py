@@ -132,7 +132,6 @@ def claude_cli() -> Path:
             "openai-chat",
             True,
             id="fallback-to-openai-chat",
-            marks=pytest.mark.xfail(strict=False, reason="routing fallbacks land with issue 9"),
         ),
     ],
 )
