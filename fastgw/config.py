@@ -214,7 +214,18 @@ def _expand(value: Any, path: str, source: str, env: dict[str, str]) -> Any:
 
 
 def _check(config: Config, source: str) -> Config:
+    for name, value in msgspec.structs.asdict(config.routing).items():
+        if not value > 0:
+            raise ConfigError(f"{source}: routing.{name}: must be greater than 0")
     for name, provider in config.providers.items():
+        for limits, where in (
+            (provider, f"providers.{name}"),
+            *((limit, f"providers.{name}.limits.{glob}") for glob, limit in provider.limits.items()),
+        ):
+            for field in ("rpm", "tpm"):
+                value = getattr(limits, field)
+                if value is not None and value <= 0:
+                    raise ConfigError(f"{source}: {where}.{field}: must be greater than 0")
         # These go into request heads verbatim: a CR or LF would let a value inject headers.
         for i, key in enumerate(provider.keys):
             if _UNSAFE.search(key):

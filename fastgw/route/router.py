@@ -4,7 +4,7 @@
 the rule's levels in order, each level's healthy targets starting from its smooth weighted round-robin pick, each
 target with the next usable key of its pool. After a failure the pipeline asks again, saying what the verdict
 cooled: a key (another key of the same target is tried) or the target (the next target). Ejected targets are
-skipped, and tried only when nothing else could be. ``failed``/``served`` turn verdicts into key and target state.
+tried last, only when every healthy one failed or was passed over. ``failed``/``served`` turn verdicts into key and target state.
 """
 
 from __future__ import annotations
@@ -203,16 +203,12 @@ class Attempts:
             self._level += 1
             self._queue = level.order(now)
             self._ejected.extend(ref for ref in level.refs if not ref.state.healthy(now))
-        # Every healthy target was tried or passed over. Ejected ones are tried only when nothing else was.
+        # Every healthy target was tried or passed over: the ejected ones are the last resort.
         while self._ejected:
             ref = self._ejected.pop(0)
-            if ref.label in seen:
-                continue
-            seen.add(ref.label)
-            if self.made:
-                self.skipped.append((ref.label, f"ejected: {ref.state.reason}"))
-                continue
-            return ref
+            if ref.label not in seen:
+                seen.add(ref.label)
+                return ref
         return None
 
 
