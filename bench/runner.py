@@ -3,8 +3,8 @@
 Order: fake upstream and load generators; fastgw (``--workers``) with its idle memory; probe every selected
 scenario; latency at concurrency 1 for each served scenario, mode and protocol (direct requests interleaved, and a
 pooled scenario's twin too); throughput of the upstream itself and of fastgw, then of each pooled scenario and its
-twin; memory growth over 1,000-event streams; optionally fastgw again
-with the other worker count; then each peer alone, measured the same way on the headline scenario.
+twin; memory growth over 1,000-event streams; optionally fastgw again with the other worker count; then each peer
+alone, measured the same way on the headline scenario.
 """
 
 from __future__ import annotations
