@@ -41,7 +41,7 @@ _RECORDED_OPTIONS = (
 
 
 def budget(quick: bool, requests: int | None, duration: float | None) -> phases.Budget:
-    """How much each phase measures: the defaults (1.5-2.5 minutes with the peers) or ``--quick`` (~15-30 s)."""
+    """How much each phase measures: the defaults (about 3 minutes, more with the peers) or ``--quick`` (~15-30 s)."""
     rounds = requests or (60 if quick else 400)
     window = duration or (1.5 if quick else 4.0)
     return phases.Budget(

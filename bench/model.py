@@ -56,6 +56,40 @@ class LatencyRow(msgspec.Struct, kw_only=True):
     cpu_ms: float | None = None
 
 
+class PooledRow(msgspec.Struct, kw_only=True):
+    """A pooled scenario beside its single-target twin: both through the same gateway, interleaved in one job.
+
+    Attributes:
+        scenario: The pooled scenario (e.g. ``anthropic-chat-pooled``).
+        twin: The single-target scenario it copies (e.g. ``anthropic-chat``).
+        mode: ``non-stream``, ``stream-50`` or ``stream-1000``.
+        protocol: Client protocol to the gateway (both sides).
+        gateway: ``fastgw``.
+        status: ``ok``, or why there are no figures.
+        twin_errors: Failed twin requests among the measured ones.
+        errors: Failed pooled requests.
+        twin_total: Total time of the twin's requests.
+        pooled_total: Total time of the pooled scenario's requests.
+        delta: ``pooled_total`` minus ``twin_total``, statistic by statistic: what the pool and the fallbacks add.
+        paired: Per-round differences, pooled minus twin (sent in the same round, the direct request between them).
+        delta_ttft: Streams: pooled minus twin time to first content delta, statistic by statistic.
+    """
+
+    scenario: str
+    twin: str
+    mode: str
+    protocol: str
+    gateway: str
+    status: str = "ok"
+    twin_errors: int = 0
+    errors: int = 0
+    twin_total: Dist | None = None
+    pooled_total: Dist | None = None
+    delta: Dist | None = None
+    paired: Dist | None = None
+    delta_ttft: Dist | None = None
+
+
 class ThroughputRow(msgspec.Struct, kw_only=True):
     """Closed-loop throughput of one target (non-streaming headline request).
 
@@ -86,6 +120,15 @@ class ThroughputRow(msgspec.Struct, kw_only=True):
     cpu_ms: float | None = None
     loadgen_cpu_us: float | None = None
     error_kinds: dict[str, int] = {}
+
+
+class PooledThroughput(msgspec.Struct, kw_only=True):
+    """Closed-loop throughput of a pooled scenario and of its twin, measured one after the other (twin first)."""
+
+    scenario: str
+    twin: str
+    twin_row: ThroughputRow
+    pooled_row: ThroughputRow
 
 
 class Growth(msgspec.Struct, kw_only=True):
@@ -161,7 +204,9 @@ class Report(msgspec.Struct, kw_only=True):
     workers: int
     scenarios: dict[str, str]
     latency: list[LatencyRow] = []
+    pooled: list[PooledRow] = []
     throughput: list[ThroughputRow] = []
+    pooled_throughput: list[PooledThroughput] = []
     memory: list[ProcessMemory] = []
     growth: list[Growth] = []
     peers: list[PeerInfo] = []

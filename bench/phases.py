@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from bench.driver import LoadGen
 from bench.jobs import LatencyJob, Protocol, Sample, Target, ThroughputJob
 from bench.memory import Watch
-from bench.model import Growth, LatencyRow, ThroughputRow
+from bench.model import Growth, LatencyRow, PooledRow, ThroughputRow
 from bench.procs import cpu_seconds, http_call
 from bench.scenarios import Prepared, Request
 from bench.stats import added, dist, gap_differences, gaps, p99_ms
@@ -53,11 +53,12 @@ def target(name: str, port: int, request: Request, protocol: Protocol = "http/1.
 
 
 def probe(prepared: Prepared, upstream_port: int, gateway_port: int) -> str:
-    """Send the non-streaming request once each way; ``ok``, or why the scenario cannot be measured."""
-    for port, request, who in (
-        (upstream_port, prepared.direct, "fake upstream"),
-        (gateway_port, prepared.client, "gateway"),
-    ):
+    """Send the non-streaming request once each way (and a pooled scenario's twin request); ``ok``, or why the
+    scenario cannot be measured."""
+    calls = [(upstream_port, prepared.direct, "fake upstream"), (gateway_port, prepared.client, "gateway")]
+    if prepared.twin is not None:
+        calls.append((gateway_port, prepared.twin, "gateway (twin)"))
+    for port, request, who in calls:
         headers = {"content-type": "application/json", **dict(request.headers)}
         try:
             status, body = http_call(port, "POST", request.path, request.body, headers)
@@ -74,16 +75,35 @@ def _ok(samples: list[Sample]) -> list[Sample]:
     return [sample for sample in samples if sample.ok]
 
 
+@dataclass(frozen=True)
+class Latency:
+    """What one latency job measured: the scenario's row, the raw totals per series, and for a pooled scenario
+    its comparison with the twin."""
+
+    row: LatencyRow
+    raw: dict[str, list[int]]
+    pooled: PooledRow | None = None
+
+
 def latency(
     loadgen: LoadGen, prepared: Prepared, protocol: Protocol, gateway: Endpoint, upstream_port: int, budget: Budget
-) -> tuple[LatencyRow, dict[str, list[int]]]:
-    """Interleave direct and gateway requests at concurrency 1; return the row and the raw totals per side."""
+) -> Latency:
+    """Interleave direct and gateway requests at concurrency 1; the row, the raw totals per side and, for a pooled
+    scenario, its comparison with the twin.
+
+    A pooled scenario's job has three targets, twin, direct, pooled: the load generator reverses the order every
+    other round, so twin and pooled each follow the direct request half the time and themselves the other half,
+    and neither is favoured by what the gateway did just before.
+    """
     mode = prepared.mode
+    targets = [
+        target("direct", upstream_port, prepared.direct),
+        target(gateway.name, gateway.port, prepared.client, protocol),
+    ]
+    if prepared.twin is not None:
+        targets.insert(0, target(f"{gateway.name} twin", gateway.port, prepared.twin, protocol))
     job = LatencyJob(
-        targets=[
-            target("direct", upstream_port, prepared.direct),
-            target(gateway.name, gateway.port, prepared.client, protocol),
-        ],
+        targets=targets,
         rounds=budget.rounds[mode.name],
         warmup=budget.warmup[mode.name],
         max_seconds=budget.max_seconds,
@@ -92,18 +112,33 @@ def latency(
     cpu = cpu_seconds(gateway.pids)
     result = loadgen.latency(job)
     cpu = cpu_seconds(gateway.pids) - cpu
-    direct, through = result.samples
+    *twin, direct, through = result.samples
+    gateway_requests = result.requests * (len(targets) - 1) // len(targets)
+    row = _row(prepared, protocol, gateway.name, direct, through, cpu * 1000 / max(1, gateway_requests))
+    raw = {"direct": [s.total for s in _ok(direct)], f"{gateway.name} {protocol}": [s.total for s in _ok(through)]}
+    if not twin:
+        return Latency(row, raw)
+    assert prepared.scenario.twin is not None
+    raw[f"{gateway.name} {protocol}, twin {prepared.scenario.twin}"] = [s.total for s in _ok(twin[0])]
+    return Latency(row, raw, _pooled_row(prepared, protocol, gateway.name, twin[0], through))
+
+
+def _row(
+    prepared: Prepared, protocol: Protocol, gateway: str, direct: list[Sample], through: list[Sample], cpu_ms: float
+) -> LatencyRow:
+    """The gateway's figures against the direct requests of the same job."""
+    mode = prepared.mode
     direct_ok, through_ok = _ok(direct), _ok(through)
     row = LatencyRow(
         scenario=prepared.scenario.name,
         mode=mode.name,
         protocol=protocol,
-        gateway=gateway.name,
+        gateway=gateway,
         errors=len(through) - len(through_ok),
         direct_errors=len(direct) - len(direct_ok),
         direct=dist([s.total for s in direct_ok]),
         total=dist([s.total for s in through_ok]),
-        cpu_ms=cpu * 1000 / max(1, result.requests // 2),
+        cpu_ms=cpu_ms,
     )
     row.added = added(row.total, row.direct)
     if mode.stream:
@@ -116,8 +151,34 @@ def latency(
     if not through_ok:
         kinds = sorted({s.error for s in through})
         row.status = f"failed: every request failed ({', '.join(kinds)})"
-    raw = {"direct": [s.total for s in direct_ok], f"{gateway.name} {protocol}": [s.total for s in through_ok]}
-    return row, raw
+    return row
+
+
+def _pooled_row(
+    prepared: Prepared, protocol: Protocol, gateway: str, twin: list[Sample], pooled: list[Sample]
+) -> PooledRow:
+    """The pooled scenario against its twin, both through ``gateway`` in the same job."""
+    twin_ok, pooled_ok = _ok(twin), _ok(pooled)
+    assert prepared.scenario.twin is not None
+    row = PooledRow(
+        scenario=prepared.scenario.name,
+        twin=prepared.scenario.twin,
+        mode=prepared.mode.name,
+        protocol=protocol,
+        gateway=gateway,
+        twin_errors=len(twin) - len(twin_ok),
+        errors=len(pooled) - len(pooled_ok),
+        twin_total=dist([s.total for s in twin_ok]),
+        pooled_total=dist([s.total for s in pooled_ok]),
+        paired=dist([p.total - t.total for t, p in zip(twin, pooled, strict=True) if t.ok and p.ok]),
+    )
+    row.delta = added(row.pooled_total, row.twin_total)
+    if prepared.mode.stream:
+        row.delta_ttft = added(dist([s.ttft for s in pooled_ok]), dist([s.ttft for s in twin_ok]))
+    if not twin_ok or not pooled_ok:
+        kinds = sorted({s.error for s in (*twin, *pooled) if not s.ok})
+        row.status = f"failed: every {'twin' if not twin_ok else 'pooled'} request failed ({', '.join(kinds)})"
+    return row
 
 
 def throughput(

@@ -112,6 +112,78 @@ def _streams(rows: list[LatencyRow]) -> list[str]:
     return _table(header, body)
 
 
+def _pooled(report: Report) -> list[str]:
+    """The pooled scenarios beside their single-target twins (nothing when none was selected)."""
+    if not report.pooled:
+        return []
+    lines = [
+        "## Pooled route vs its single-target twin at concurrency 1",
+        "",
+        "Pooled: a route to a 3-key pool (round-robin) with 2 fallback levels; twin: the same request (model name "
+        "aside) to one provider with one key and no fallback. Both through the same gateway, interleaved in one job "
+        "(twin, direct, pooled; reversed every other round). Total time in ms; Δ = pooled minus twin, statistic by "
+        "statistic; paired Δ p50 = median of the per-round differences.",
+        "",
+    ]
+    header = [
+        "scenario",
+        "mode",
+        "protocol",
+        "twin p50",
+        "pooled p50",
+        "Δ p50",
+        "paired Δ p50",
+        "twin p95",
+        "pooled p95",
+        "Δ p95",
+        "Δ TTFT p50",
+        "errors twin/pooled",
+        "n",
+    ]
+    body = []
+    for r in report.pooled:
+        lead = [r.scenario, r.mode, r.protocol]
+        if r.status != "ok" or r.delta is None:
+            body.append(lead + [r.status] + [""] * (len(header) - len(lead) - 1))
+            continue
+        body.append(
+            lead
+            + [
+                _p(r.twin_total, "p50"),
+                _p(r.pooled_total, "p50"),
+                _p(r.delta, "p50", 3),
+                _p(r.paired, "p50", 3),
+                _p(r.twin_total, "p95"),
+                _p(r.pooled_total, "p95"),
+                _p(r.delta, "p95", 3),
+                _p(r.delta_ttft, "p50", 3),
+                f"{r.twin_errors}/{r.errors}",
+                str(r.delta.n),
+            ]
+        )
+    lines += _table(header, body)
+    if report.pooled_throughput:
+        header = ["scenario", "twin", "clients", "twin req/s", "pooled req/s", "pooled / twin", "CPU/req twin/pooled"]
+        rows = []
+        for t in report.pooled_throughput:
+            twin, pooled = t.twin_row, t.pooled_row
+            ratio = f"{pooled.rps / twin.rps:.3f}" if twin.rps else "-"
+            rows.append(
+                [
+                    t.scenario,
+                    t.twin,
+                    str(pooled.clients),
+                    f"{twin.rps:.0f}" + (f" ({twin.errors} errors)" if twin.errors else ""),
+                    f"{pooled.rps:.0f}" + (f" ({pooled.errors} errors)" if pooled.errors else ""),
+                    ratio,
+                    f"{_ms(twin.cpu_ms, 3)} / {_ms(pooled.cpu_ms, 3)}",
+                ]
+            )
+        lines += ["Throughput, non-streaming, HTTP/1.1, closed loop (twin measured first, then pooled):", ""]
+        lines += _table(header, rows)
+    return lines
+
+
 def _header(report: Report) -> list[str]:
     m = report.machine
     lines = [f"# fastgw bench, {report.started}", ""]
@@ -147,6 +219,7 @@ def markdown(report: Report) -> str:
     lines += _plain([r for r in report.latency if r.mode == "non-stream"])
     lines += ["## Streaming at concurrency 1", ""]
     lines += _streams([r for r in report.latency if r.mode != "non-stream"])
+    lines += _pooled(report)
     lines += ["## Throughput (non-streaming headline request, closed loop)", ""]
     header = [
         "target",

@@ -1,14 +1,16 @@
 """One bench run from start to report: services up, phases in order, everything down, files written.
 
 Order: fake upstream and load generators; fastgw (``--workers``) with its idle memory; probe every selected
-scenario; latency at concurrency 1 for each served scenario, mode and protocol (direct requests interleaved);
-throughput of the upstream itself and of fastgw; memory growth over 1,000-event streams; optionally fastgw again
-with the other worker count; then each peer alone, measured the same way on the headline scenario.
+scenario; latency at concurrency 1 for each served scenario, mode and protocol (direct requests interleaved, and a
+pooled scenario's twin too); throughput of the upstream itself and of fastgw, then of each pooled scenario and its
+twin; memory growth over 1,000-event streams; optionally fastgw again with the other worker count; then each peer
+alone, measured the same way on the headline scenario.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +20,16 @@ from bench.driver import LoadGen, LoadGenError
 from bench.fixtures import Bodies
 from bench.jobs import Protocol
 from bench.memory import Watch
-from bench.model import Capacity, LatencyRow, LoadgenInfo, PeerInfo, Report, ThroughputRow
+from bench.model import (
+    Capacity,
+    LatencyRow,
+    LoadgenInfo,
+    PeerInfo,
+    PooledRow,
+    PooledThroughput,
+    Report,
+    ThroughputRow,
+)
 from bench.peers import PeerSpec
 from bench.procs import Service, ServiceError, tree
 from bench.scenarios import HEADLINE, MODE_BY_NAME, MODES, SCENARIO_BY_NAME, NotServed, Prepared, prepare
@@ -105,13 +116,18 @@ class Run:
             service.check_alive()
 
     def _latency(self, prepared: Prepared, protocol: Protocol, endpoint: phases.Endpoint) -> None:
-        row, raw = phases.latency(self.loadgen, prepared, protocol, endpoint, self.upstream_port, self.options.budget)
+        measured = phases.latency(self.loadgen, prepared, protocol, endpoint, self.upstream_port, self.options.budget)
         self._check()
+        row = measured.row
         self.report.latency.append(row)
         series = self.raw.setdefault(prepared.scenario.name, {}).setdefault(prepared.mode.name, {})
-        for label, values in raw.items():
+        for label, values in measured.raw.items():
             series.setdefault(label, []).extend(values)
         added = f"{row.added.p50:.3f} ms" if row.added else "-"
+        pooled = measured.pooled
+        if pooled is not None:
+            self.report.pooled.append(pooled)
+            added += f", over twin {pooled.delta.p50:+.3f} ms" if pooled.delta else ""
         _say(f"{endpoint.name} {prepared.scenario.name} {prepared.mode.name} {protocol}: added p50 {added}")
 
     def _throughput(self, endpoint: phases.Endpoint, protocol: Protocol, clients: int, workers: int) -> ThroughputRow:
@@ -129,8 +145,10 @@ class Run:
         _say(f"{endpoint.name} ({workers}w) {protocol} x{clients}: {row.rps:.0f} req/s, {row.errors} errors")
         return row
 
-    def _gateway(self, workers: int, dialects: set[str], label: str) -> tuple[Service, phases.Endpoint]:
-        service, port = start_gateway(self.options.folder, self.upstream_port, workers, dialects, label)
+    def _gateway(
+        self, workers: int, dialects: set[str], label: str, pooled: Collection[str] = ()
+    ) -> tuple[Service, phases.Endpoint]:
+        service, port = start_gateway(self.options.folder, self.upstream_port, workers, dialects, label, pooled)
         self._started(service)
         self.watch.add(label, service.pid)
         endpoint = phases.Endpoint(label, port, tree(service.pid))
@@ -149,6 +167,14 @@ class Run:
                 LatencyRow(scenario=name, mode=m.name, protocol="http/1.1", gateway="fastgw", status=status)
                 for m in MODES
             ]
+            twin = SCENARIO_BY_NAME[name].twin
+            if twin is not None:
+                self.report.pooled += [
+                    PooledRow(
+                        scenario=name, twin=twin, mode=m.name, protocol="http/1.1", gateway="fastgw", status=status
+                    )
+                    for m in MODES
+                ]
             return
         for protocol in self.options.protocols:
             for mode in MODES:
@@ -169,13 +195,36 @@ class Run:
                 )
         self.report.capacity = worst
 
+    def _pooled_throughput(self, endpoint: phases.Endpoint) -> None:
+        """Each measured pooled scenario and its twin at the smallest client count over HTTP/1.1, twin first."""
+        clients = min(self.options.clients)
+        for name in self.options.scenarios:
+            twin = SCENARIO_BY_NAME[name].twin
+            if twin is None or self.report.scenarios[name] != "ok":
+                continue
+            prepared = self.prepared[(name, "non-stream")]
+            assert prepared.twin is not None
+            rows = []
+            for label, request in ((twin, prepared.twin), (name, prepared.client)):
+                row = phases.throughput(
+                    self.loadgen, endpoint, request, "http/1.1", clients, self.options.workers, self.options.budget
+                )
+                self._check()
+                rows.append(row)
+                _say(f"{endpoint.name} {label} http/1.1 x{clients}: {row.rps:.0f} req/s, {row.errors} errors")
+            self.report.pooled_throughput.append(
+                PooledThroughput(scenario=name, twin=twin, twin_row=rows[0], pooled_row=rows[1])
+            )
+
     def fastgw(self) -> None:
         """Every fastgw phase on the main gateway."""
         dialects = {p.scenario.upstream for p in self.prepared.values()} | {"openai-chat"}
-        service, endpoint = self._gateway(self.options.workers, dialects, "fastgw")
+        pooled = {p.scenario.upstream for p in self.prepared.values() if p.scenario.twin}
+        service, endpoint = self._gateway(self.options.workers, dialects, "fastgw", pooled)
         for name in self.options.scenarios:
             self._scenario(name, endpoint)
         self._capacity(endpoint)
+        self._pooled_throughput(endpoint)
         if "h2c" in self.options.protocols:
             self._throughput(endpoint, "h2c", min(self.options.clients), self.options.workers)
         growth = phases.growth(self.loadgen, self.headline("stream-1000"), endpoint, self.watch, self.options.budget)

@@ -8,11 +8,17 @@ not exist yet is "not served yet" rather than measured against a made-up body.
 Routing: the fake upstream picks its script by model name, so the client's model selects both the route and the
 script. Chat upstreams are reached with the fake's own model name (``fake-stream-50``, route ``fake-*`` keeps it);
 Anthropic and Responses upstreams with a prefixed name (``ant-fake-stream-50``) routed to ``provider:fake-...``.
+
+A pooled scenario (``anthropic-chat-pooled``) is its single-target twin (``anthropic-chat``) with ``pool-`` in front
+of the model name, which routes it through a 3-key pool with two fallback levels instead of one provider with one
+key; everything else (path, headers, body, upstream, direct equivalent) is the twin's. The latency phase sends the
+twin's request in the same job, so the report can say what the pool and the fallbacks add.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, replace
 from typing import Any
 
 import msgspec
@@ -21,6 +27,10 @@ from bench.fixtures import Bodies
 
 BENCH_KEY = "sk-bench-7f3c9a1e5b2d4f60a8c1e3b5d7f9a2c4"
 """API key the bench sends everywhere (and configures as LiteLLM's master key)."""
+
+POOL_KEYS = tuple(f"{BENCH_KEY[:-2]}p{i}" for i in (1, 2, 3))
+"""The pooled provider's keys (the fake accepts any): as long as ``BENCH_KEY``, so the upstream request heads of a
+pooled scenario and its twin have the same size."""
 
 ANTHROPIC_VERSION = "2023-06-01"
 
@@ -45,24 +55,35 @@ MODE_BY_NAME = {mode.name: mode for mode in MODES}
 
 @dataclass(frozen=True)
 class Scenario:
-    """A client dialect on a gateway path, routed to an upstream dialect; ``source`` names the body it sends."""
+    """A client dialect on a gateway path, routed to an upstream dialect; ``source`` names the body it sends.
+
+    ``twin`` names the single-target scenario a pooled one copies (None: not pooled).
+    """
 
     name: str
     path: str
     client: str
     upstream: str
     source: str
+    twin: str | None = None
 
 
-SCENARIOS = (
+def pooled(twin: Scenario) -> Scenario:
+    """``twin`` routed through the pooled route of its upstream dialect (see the module docstring)."""
+    return replace(twin, name=f"{twin.name}-pooled", twin=twin.name)
+
+
+SINGLE = (
     Scenario("anthropic-chat", "/v1/messages", "anthropic", "openai-chat", "claude-code"),
     Scenario("anthropic-passthrough", "/v1/messages", "anthropic", "anthropic", "claude-code"),
     Scenario("anthropic-responses", "/v1/messages", "anthropic", "openai-responses", "claude-code"),
     Scenario("responses-anthropic", "/v1/responses", "openai-responses", "anthropic", "codex"),
     Scenario("chat-anthropic", "/v1/chat/completions", "openai-chat", "anthropic", "claude-code"),
 )
+SCENARIOS = (*SINGLE, pooled(SINGLE[0]), pooled(SINGLE[1]))
 SCENARIO_BY_NAME = {scenario.name: scenario for scenario in SCENARIOS}
 HEADLINE = "anthropic-chat"
+HEADLINE_POOLED = "anthropic-chat-pooled"
 
 UPSTREAM_PATHS = {
     "openai-chat": "/v1/chat/completions",
@@ -71,6 +92,7 @@ UPSTREAM_PATHS = {
 }
 PROVIDERS = {"openai-chat": "openai", "anthropic": "anthropic", "openai-responses": "responses"}
 MODEL_PREFIXES = {"openai-chat": "", "anthropic": "ant-", "openai-responses": "resp-"}
+POOL_PREFIX = "pool-"
 
 
 class NotServed(Exception):
@@ -88,17 +110,20 @@ class Request:
 
 @dataclass(frozen=True)
 class Prepared:
-    """A scenario in one mode: the client request (to the gateway) and its upstream equivalent (to the fake)."""
+    """A scenario in one mode: the client request (to the gateway), its upstream equivalent (to the fake), and for a
+    pooled scenario its twin's client request."""
 
     scenario: Scenario
     mode: Mode
     client: Request
     direct: Request
+    twin: Request | None = None
+    """A pooled scenario's twin request to the gateway (the same request, model name without ``pool-``)."""
 
 
 def client_model(scenario: Scenario, mode: Mode) -> str:
     """The model name the client asks for, which routes it to the scenario's upstream with the mode's script."""
-    return MODEL_PREFIXES[scenario.upstream] + mode.fake_model
+    return (POOL_PREFIX if scenario.twin else "") + MODEL_PREFIXES[scenario.upstream] + mode.fake_model
 
 
 def client_headers(dialect: str, beta: str | None) -> tuple[tuple[str, str], ...]:
@@ -181,26 +206,48 @@ def prepare(scenario: Scenario, mode: Mode, bodies: Bodies) -> Prepared:
         mode=mode,
         client=Request(scenario.path, client_headers(scenario.client, beta), body),
         direct=Request(UPSTREAM_PATHS[scenario.upstream], tuple(direct_headers), direct_body),
+        twin=prepare(SCENARIO_BY_NAME[scenario.twin], mode, bodies).client if scenario.twin else None,
     )
 
 
-def gateway_config(port: int, upstream: str, dialects: set[str]) -> str:
+def _provider(name: str, dialect: str, upstream: str, keys: Collection[str]) -> list[str]:
+    base = upstream if dialect == "anthropic" else f"{upstream}/v1"
+    keys_toml = ", ".join(f'"{key}"' for key in keys)
+    return [f"[providers.{name}]", f'dialect = "{dialect}"', f'base_url = "{base}"', f"keys = [{keys_toml}]", ""]
+
+
+def gateway_config(port: int, upstream: str, dialects: set[str], pooled: Collection[str] = ()) -> str:
     """A fastgw TOML config serving every scenario whose upstream dialect is in ``dialects``.
+
+    For each dialect in ``pooled`` it adds two providers on the same fake upstream, ``<provider>-pool`` (the 3
+    ``POOL_KEYS``, rotated round-robin) and ``<provider>-backup`` (one key), and routes ``pool-<model>`` to
+    ``<provider>-pool:<fake model>`` with the fallback levels ``<provider>-backup`` then ``<provider>`` (the twin's
+    own provider). The fallbacks are never taken (the fake answers); they are there because a route with fallbacks
+    is what is measured.
 
     Args:
         port: Port the gateway listens on.
         upstream: The fake upstream's root URL (``http://127.0.0.1:P``).
         dialects: Upstream dialects to configure providers for.
+        pooled: Upstream dialects that also get the pooled route (each must be in ``dialects``).
     """
     lines = [f'listen = "127.0.0.1:{port}"', ""]
     for dialect in sorted(dialects):
-        base = upstream if dialect == "anthropic" else f"{upstream}/v1"
-        lines += [f"[providers.{PROVIDERS[dialect]}]", f'dialect = "{dialect}"', f'base_url = "{base}"']
-        lines += [f'keys = ["{BENCH_KEY}"]', ""]
+        lines += _provider(PROVIDERS[dialect], dialect, upstream, [BENCH_KEY])
+    for dialect in sorted(pooled):
+        lines += _provider(f"{PROVIDERS[dialect]}-pool", dialect, upstream, POOL_KEYS)
+        lines += _provider(f"{PROVIDERS[dialect]}-backup", dialect, upstream, [BENCH_KEY])
+    fakes = sorted({mode.fake_model for mode in MODES})
     for dialect in sorted(dialects - {"openai-chat"}):
-        for fake in sorted({mode.fake_model for mode in MODES}):
+        for fake in fakes:
             to = f"{PROVIDERS[dialect]}:{fake}"
             lines += ["[[routes]]", f'match = "{MODEL_PREFIXES[dialect]}{fake}"', f'to = "{to}"', ""]
     if "openai-chat" in dialects:
         lines += ["[[routes]]", 'match = "fake-*"', 'to = "openai"', ""]
+    for dialect in sorted(pooled):
+        name = PROVIDERS[dialect]
+        for fake in fakes:
+            fallback = f'["{name}-backup:{fake}", "{name}:{fake}"]'
+            lines += ["[[routes]]", f'match = "{POOL_PREFIX}{MODEL_PREFIXES[dialect]}{fake}"']
+            lines += [f'to = "{name}-pool:{fake}"', f"fallback = {fallback}", ""]
     return "\n".join(lines)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 from bench.peers import PeerSpec, find_executable
@@ -40,9 +41,10 @@ def start_fake(folder: Path) -> tuple[Service, int]:
 
 
 def start_gateway(
-    folder: Path, upstream_port: int, workers: int, dialects: set[str], label: str
+    folder: Path, upstream_port: int, workers: int, dialects: set[str], label: str, pooled: Collection[str] = ()
 ) -> tuple[Service, int]:
-    """Write a config for ``dialects`` and start ``fastgw serve`` with ``workers`` workers; wait for ``/readyz``.
+    """Write a config for ``dialects`` (with the pooled routes of ``pooled``, see ``gateway_config``) and start
+    ``fastgw serve`` with ``workers`` workers; wait for ``/readyz``.
 
     The ``fastgw`` console script beside this interpreter is used when installed, else ``python -m fastgw.cli``.
 
@@ -51,7 +53,7 @@ def start_gateway(
     """
     port = free_port()
     config = folder / f"{label}.toml"
-    config.write_text(gateway_config(port, f"http://127.0.0.1:{upstream_port}", dialects))
+    config.write_text(gateway_config(port, f"http://127.0.0.1:{upstream_port}", dialects, pooled))
     script = find_executable("fastgw")
     argv = [script] if script else [sys.executable, "-m", "fastgw.cli"]
     argv += ["serve", "--config", str(config)]

@@ -3,22 +3,41 @@
 from __future__ import annotations
 
 import signal
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import httpx
 import msgspec
 import pytest
+import trio
 
+from bench import phases, scenarios, targets
 from bench import report as report_module
-from bench import targets
 from bench.fixtures import DEFAULT_FIXTURES, TARGET_BYTES, encoded_size, load_bodies, trim_to_size
+from bench.jobs import Sample
 from bench.memory import ProcessMemory
-from bench.model import Capacity, Growth, LatencyRow, Machine, PeerInfo, Report, ThroughputRow
+from bench.model import (
+    Capacity,
+    Growth,
+    LatencyRow,
+    Machine,
+    PeerInfo,
+    PooledRow,
+    PooledThroughput,
+    Report,
+    ThroughputRow,
+)
 from bench.peers import PRESETS, parse_peer
+from bench.scenarios import BENCH_KEY, MODES, POOL_KEYS, SCENARIO_BY_NAME, SCENARIOS, gateway_config, prepare
 from bench.stats import Dist, added, dist, gap_differences, percentile
 from bench.wire import EventKind, ProtocolError, ResponseParser, SSESplitter, classify
+from fastgw import config as config_module
+from fastgw.route.table import RouteTable
+from fastgw.testing.fake_upstream import FakeUpstream
+from tests.conftest import Gateways
 
 # --- percentiles ---------------------------------------------------------------------------------------------------
 
@@ -208,6 +227,113 @@ def test_trim_keeps_first_tools_and_caps_longest_texts_first() -> None:
     assert body["messages"][0]["content"] == "u" * 5000  # the input is not modified
 
 
+# --- pooled scenarios ------------------------------------------------------------------------------------------------
+
+POOLED = [scenario for scenario in SCENARIOS if scenario.twin is not None]
+
+
+def test_the_pooled_scenarios_are_their_twins_but_for_the_model_name() -> None:
+    assert {s.name: s.twin for s in POOLED} == {
+        "anthropic-chat-pooled": "anthropic-chat",
+        "anthropic-passthrough-pooled": "anthropic-passthrough",
+    }
+    assert SCENARIO_BY_NAME[scenarios.HEADLINE_POOLED].twin == scenarios.HEADLINE
+    bodies = load_bodies()
+    for scenario in POOLED:
+        assert scenario.twin is not None
+        for mode in MODES:
+            pooled, twin = prepare(scenario, mode, bodies), prepare(SCENARIO_BY_NAME[scenario.twin], mode, bodies)
+            assert pooled.twin == twin.client and twin.twin is None
+            assert pooled.direct == twin.direct  # the same upstream request, so the same direct baseline
+            assert (pooled.client.path, pooled.client.headers) == (twin.client.path, twin.client.headers)
+            pooled_body, twin_body = msgspec.json.decode(pooled.client.body), msgspec.json.decode(twin.client.body)
+            assert pooled_body.pop("model") == "pool-" + twin_body.pop("model")
+            assert pooled_body == twin_body
+
+
+def _config(dialects: set[str], pooled: set[str]) -> config_module.Config:
+    text = gateway_config(8080, "http://127.0.0.1:9", dialects, pooled)
+    return config_module.from_mapping(tomllib.loads(text), "bench")
+
+
+def test_the_pooled_route_has_a_three_key_pool_and_two_fallback_levels_on_the_same_upstream() -> None:
+    config = _config({"openai-chat", "anthropic"}, {"openai-chat", "anthropic"})
+    table = RouteTable(config)
+    bodies = load_bodies()
+    assert len(set(POOL_KEYS)) == 3 and all(len(key) == len(BENCH_KEY) for key in POOL_KEYS)
+    for scenario in POOLED:
+        for mode in MODES:
+            prepared = prepare(scenario, mode, bodies)
+            assert prepared.twin is not None
+            pooled = table.rule(msgspec.json.decode(prepared.client.body)["model"])
+            twin = table.rule(msgspec.json.decode(prepared.twin.body)["model"])
+            assert [len(level) for level in pooled.levels] == [1, 1, 1]
+            assert [len(level) for level in twin.levels] == [1]
+            primary, *fallbacks = (level[0][0] for level in pooled.levels)
+            assert config.providers[primary.provider].keys == list(POOL_KEYS)
+            assert [config.providers[t.provider].keys for t in fallbacks] == [[BENCH_KEY], [BENCH_KEY]]
+            assert fallbacks[-1].provider == twin.primary.provider
+            assert len({primary.provider, *(t.provider for t in fallbacks)}) == 3
+            assert {t.model for t in (primary, *fallbacks, twin.primary)} == {mode.fake_model}
+            single = config.providers[twin.primary.provider]
+            assert single.keys == [BENCH_KEY]
+            providers = [config.providers[t.provider] for t in (primary, *fallbacks)]
+            assert {(p.dialect, p.base_url) for p in providers} == {(single.dialect, single.base_url)}
+
+
+def test_without_pooled_scenarios_the_config_has_no_pool() -> None:
+    text = gateway_config(8080, "http://127.0.0.1:9", {"openai-chat", "anthropic"})
+    assert "pool" not in text and "fallback" not in text
+    assert set(_config({"openai-chat", "anthropic"}, set()).providers) == {"openai", "anthropic"}
+
+
+async def test_pooled_requests_rotate_over_the_three_keys(
+    gateways: Gateways, nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    fake = FakeUpstream(record_requests=True)  # the bench's fake accepts any key; record which one came
+    await nursery.start(fake.serve)
+    text = gateway_config(0, fake.base_url, {"openai-chat", "anthropic"}, {"openai-chat", "anthropic"})
+    data = {**tomllib.loads(text), "data_dir": str(tmp_path)}
+    gateway = await gateways.start(config_module.from_mapping(data, "bench"))
+    bodies = load_bodies()
+    async with httpx.AsyncClient(timeout=30) as http:
+        for scenario in POOLED:
+            prepared = prepare(scenario, MODES[0], bodies)
+            assert prepared.twin is not None
+            for request in [prepared.twin] + [prepared.client] * 6 + [prepared.twin]:
+                headers = {"content-type": "application/json", **dict(request.headers)}
+                response = await http.post(gateway.url + request.path, content=request.body, headers=headers)
+                assert response.status_code == 200, response.text
+            twin_first, *pooled, twin_last = fake.keys
+            assert twin_first == twin_last == BENCH_KEY
+            assert sorted(pooled[:3]) == sorted(POOL_KEYS) and pooled[3:] == pooled[:3]  # round-robin
+            fake.keys.clear()
+
+
+def _sample(total_ms: float, ttft_ms: float = 0.0, ok: bool = True) -> Sample:
+    ns = int(total_ms * 1_000_000)
+    return Sample(ok, 200 if ok else 0, ns, int(ttft_ms * 1_000_000), ns, 0, [], "" if ok else "closed")
+
+
+def test_pooled_row_subtracts_the_twin_and_pairs_rounds() -> None:
+    prepared = prepare(SCENARIO_BY_NAME["anthropic-chat-pooled"], MODES[1], load_bodies())
+    twin = [_sample(1.0, 0.5), _sample(2.0, 0.6), _sample(3.0, 0.7, ok=False)]
+    pooled = [_sample(1.5, 0.5), _sample(2.0, 0.9), _sample(1.0, 0.1)]
+    row = phases._pooled_row(prepared, "http/1.1", "fastgw", twin, pooled)
+    assert (row.scenario, row.twin, row.mode, row.status) == (
+        "anthropic-chat-pooled",
+        "anthropic-chat",
+        "stream-50",
+        "ok",
+    )
+    assert (row.twin_errors, row.errors) == (1, 0)
+    assert row.twin_total is not None and row.pooled_total is not None and row.delta is not None
+    assert row.delta.p50 == pytest.approx(row.pooled_total.p50 - row.twin_total.p50) == pytest.approx(-0.0)
+    assert row.paired is not None and row.paired.n == 2  # the round with a failed twin request is dropped
+    assert row.paired.p50 == pytest.approx(0.25)
+    assert row.delta_ttft is not None and row.delta_ttft.p50 == pytest.approx(0.5 - 0.55)
+
+
 # --- peers -----------------------------------------------------------------------------------------------------------
 
 
@@ -268,6 +394,31 @@ def sample_report() -> Report:
         gateway="fastgw",
         status="n/a (not served yet: the gateway answers 404 for /v1/chat/completions)",
     )
+    pooled = PooledRow(
+        scenario="anthropic-chat-pooled",
+        twin="anthropic-chat",
+        mode="non-stream",
+        protocol="http/1.1",
+        gateway="fastgw",
+        twin_total=_dist(1.2, 1.5, 1.9),
+        pooled_total=_dist(1.22, 1.6, 1.9),
+        delta=_dist(0.02, 0.1, 0.0),
+        paired=_dist(0.015, 0.2, 0.3),
+    )
+    pooled_na = PooledRow(
+        scenario="anthropic-passthrough-pooled",
+        twin="anthropic-passthrough",
+        mode="non-stream",
+        protocol="http/1.1",
+        gateway="fastgw",
+        status="failed: gateway answered 500: boom",
+    )
+    twin_rps = ThroughputRow(
+        gateway="fastgw", workers=1, protocol="http/1.1", clients=32, rps=900, errors=0, requests=9
+    )
+    pooled_rps = ThroughputRow(
+        gateway="fastgw", workers=1, protocol="http/1.1", clients=32, rps=890, errors=0, requests=9
+    )
     throughput = [
         ThroughputRow(gateway="direct", workers=0, protocol="http/1.1", clients=32, rps=5000, errors=0, requests=9),
         ThroughputRow(gateway="fastgw", workers=1, protocol="http/1.1", clients=32, rps=900, errors=0, requests=9),
@@ -283,7 +434,13 @@ def sample_report() -> Report:
         workers=1,
         scenarios={"anthropic-chat": "ok"},
         latency=[row, stream, peer, na],
+        pooled=[pooled, pooled_na],
         throughput=throughput,
+        pooled_throughput=[
+            PooledThroughput(
+                scenario="anthropic-chat-pooled", twin="anthropic-chat", twin_row=twin_rps, pooled_row=pooled_rps
+            )
+        ],
         memory=[ProcessMemory(gateway="fastgw", pid=1, role="worker", idle_mib=40, peak_mib=60, hwm_mib=61)],
         growth=[Growth(gateway="fastgw", streams=10, errors=0, before_mib=60, after_mib=60.5, growth_mib=0.5)],
         peers=[PeerInfo(name="litellm", command="litellm ...", status="ok")],
@@ -299,6 +456,14 @@ def test_targets_are_evaluated_from_the_report() -> None:
     assert verdicts["Throughput at 32 clients vs best peer"] == "pass"
     assert verdicts["Throughput at 32 clients, 2 workers vs 1"] == "n/a"
     assert verdicts["Bench validity: upstream capacity / gateway capacity"] == "pass"
+    pooled = "Non-streaming p50 added by a 3-key pool and 2 fallback levels (pooled minus single-target twin)"
+    assert verdicts[pooled] == "pass"
+    report = sample_report()
+    assert report.pooled[0].delta is not None
+    report.pooled[0].delta = _dist(0.06, 0.1, 0.1)
+    assert {t.name: t.verdict for t in targets.evaluate(report)}[pooled] == "fail"
+    report.pooled = []
+    assert {t.name: t.measured for t in targets.evaluate(report)}[pooled] == "no data"
 
 
 def test_markdown_has_the_targets_table_and_json_round_trips(tmp_path: Path) -> None:
@@ -310,6 +475,12 @@ def test_markdown_has_the_targets_table_and_json_round_trips(tmp_path: Path) -> 
     assert "**FAIL**" in text and "n/a (not served yet" in text and "python -m bench run" in text
     assert (tmp_path / "report.md").read_text().strip() == text.strip()
     assert report_module.load(tmp_path / "report.json") == report
+    assert "## Pooled route vs its single-target twin" in text
+    assert "| anthropic-chat-pooled | non-stream | http/1.1 | 1.20 | 1.22 | 0.020 | 0.015 |" in text
+    assert "| anthropic-chat-pooled | anthropic-chat | 32 | 900 | 890 | 0.989 |" in text
+    assert "failed: gateway answered 500: boom" in text
+    report.pooled, report.pooled_throughput = [], []
+    assert "Pooled route" not in report_module.markdown(report)  # runs without a pooled scenario look as before
 
 
 # --- end to end ------------------------------------------------------------------------------------------------------
@@ -338,7 +509,7 @@ def test_smoke_run_measures_positive_latencies_without_errors(tmp_path: Path) ->
                 "--duration",
                 "0.3",
                 "--scenarios",
-                "anthropic-chat",
+                "anthropic-chat,anthropic-chat-pooled",
                 "--protocols",
                 "http/1.1",
                 "--clients",
@@ -366,5 +537,12 @@ def test_smoke_run_measures_positive_latencies_without_errors(tmp_path: Path) ->
         # together and can finish within noise of the direct run, and 4 samples are few.
         assert row.direct.p50 > 0 and row.total.p50 > 0
     assert report.throughput and all(t.errors == 0 and t.rps > 0 for t in report.throughput)
+    assert {(row.mode, row.protocol) for row in report.pooled} == {(mode.name, "http/1.1") for mode in MODES}
+    for pooled in report.pooled:
+        assert (pooled.scenario, pooled.twin, pooled.status) == ("anthropic-chat-pooled", "anthropic-chat", "ok")
+        assert pooled.twin_errors == 0 and pooled.errors == 0 and pooled.delta and pooled.paired
+    ((pooled_rps),) = report.pooled_throughput
+    assert pooled_rps.twin_row.rps > 0 and pooled_rps.pooled_row.rps > 0
+    assert pooled_rps.twin_row.errors == 0 and pooled_rps.pooled_row.errors == 0
     assert report.memory and all(m.peak_mib > 0 for m in report.memory)
     assert (folder / "report.md").read_text().startswith("# fastgw bench")
