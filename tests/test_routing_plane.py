@@ -375,3 +375,38 @@ def test_limits_and_routing_settings_are_checked() -> None:
         config_module.from_mapping({"providers": providers}, "f.toml")
     with pytest.raises(config_module.ConfigError, match="routing.eject_after: must be greater than 0"):
         config_module.from_mapping({"routing": {"eject_after": 0}}, "f.toml")
+
+
+async def test_token_limits_charge_the_estimate_and_settle_on_real_usage(
+    tmp_path: Any, mock_clock: trio.testing.MockClock
+) -> None:
+    providers = {
+        "p": {
+            "dialect": "openai-chat",
+            "base_url": "http://127.0.0.1:9/v1",
+            "keys": KEYS[:1],
+            "tpm": 6000,
+            "limits": {"big-*": {"rpm": 1}},
+        }
+    }
+    runtime = Runtime(
+        config_module.from_mapping(
+            {"providers": providers, "routes": [{"match": "*", "to": "p"}], "data_dir": str(tmp_path)}
+        )
+    )
+    state = runtime.state
+    pool = state.upstreams["p"].pool
+
+    def attempt(model: str, tokens: int) -> Choice | None:
+        return state.router.attempts(state.router.bind(model, state.routes.rule(model)), tokens, None).next()
+
+    assert attempt("big-model", 10) is not None and attempt("big-model", 10) is None  # per-model rpm = 1
+    assert pool.available_in("big-model", pool.gates("big-model"), 10) == pytest.approx(60.0)
+    assert attempt("small", 10) is not None  # other models are not held by it
+    choice = attempt("small", 1000)
+    assert choice is not None
+    pool.settle(choice.ref.gates, choice.key, 1000, 5900)  # it really used almost the whole budget (6000 - 20)
+    assert attempt("small", 1000) is not None  # something is left: admitted (an estimate may overdraw)
+    assert attempt("small", 1000) is None  # in debt: resting until refilled
+    mock_clock.jump(10.0)  # 1000 tokens back: above zero again
+    assert attempt("small", 1000) is not None

@@ -168,7 +168,7 @@ class FakeUpstream:
         scripts: Model name to script (or script factory); add entries to script new models at runtime.
         by_key: API key (``authorization: Bearer`` or ``x-api-key``) to script, overriding ``scripts`` for
             requests presenting that key (a revoked or rate-limited key of a pool).
-        keys: The API key each request presented, in order ("" when none; recorded even when not recording).
+        keys: The API key each request presented, in order ("" when none; only when recording requests).
         requests: Every request received, in order (empty when ``record_requests`` is False).
         strict: Whether requests are validated as the real providers do (see the module docstring).
         strict_headers: Whether strict mode also requires the provider's mandatory headers (Anthropic's
