@@ -98,8 +98,9 @@ async def test_three_keys_share_traffic_evenly(gateways: Gateways, fake: FakeUps
 
 
 async def test_a_429_key_rests_exactly_its_retry_after_while_the_others_serve(
-    gateways: Gateways, fake: FakeUpstream, mock_clock: trio.testing.MockClock
+    gateways: Gateways, fake: FakeUpstream, mock_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("FASTGW_ADMIN_TOKEN", "admin-token-for-the-test")
     gateway = await gateways.start(_pool_config(fake))
     fake.by_key[POOL[1]] = Script(status=429, retry_after="7")
     async with httpx.AsyncClient(timeout=30) as http:
@@ -111,6 +112,17 @@ async def test_a_429_key_rests_exactly_its_retry_after_while_the_others_serve(
         assert [item["status"] for item in route] == ["429", "200"]
         assert route[0]["target"] == route[1]["target"] == "pool:fake-text"
         assert route[0]["key"] != route[1]["key"] and POOL[1] not in second.headers["x-fastgw-route"]
+
+        admin = await http.get(
+            gateway.url + "/admin/routes", headers={"authorization": "Bearer admin-token-for-the-test"}
+        )
+        [level, fallback] = admin.json()["routing"][0]["levels"]
+        keys = level[0]["keys"]
+        assert [k["status"] for k in keys] == ["ok", "cooling", "ok"] and keys[1]["until"] == 7.0
+        assert (
+            keys[1]["key"] == route[0]["key"] and "pooled" in admin.text and fallback[0]["target"] == "other:fake-text"
+        )
+        assert not any(key in admin.text for key in POOL)  # fingerprints only
 
         fake.keys.clear()
         for _ in range(4):

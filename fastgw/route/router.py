@@ -4,7 +4,8 @@
 the rule's levels in order, each level's healthy targets starting from its smooth weighted round-robin pick, each
 target with the next usable key of its pool. After a failure the pipeline asks again, saying what the verdict
 cooled: a key (another key of the same target is tried) or the target (the next target). Ejected targets are
-tried last, only when every healthy one failed or was passed over. ``failed``/``served`` turn verdicts into key and target state.
+tried last, only when every healthy one failed or was passed over. ``failed``/``served`` turn verdicts into key
+and target state.
 """
 
 from __future__ import annotations
