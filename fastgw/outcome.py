@@ -50,6 +50,11 @@ class Outcome(msgspec.Struct, kw_only=True, gc=False):
         dialect: what the client spoke.
         model: the model the client asked for.
         principal: who called (a gateway key's name once keys exist), None for anonymous.
+        team: the caller's team, when its key has one.
+        client: the kind of client, from its headers: ``claude-code``, ``codex``, ``anthropic-sdk``, ``openai-sdk``
+            or ``other`` (``fastgw.pipeline.client_kind``).
+        project: the client's ``x-fastgw-project`` header.
+        agent_id: the subagent that sent it (Claude Code's ``x-claude-code-agent-id``, Codex's ``x-openai-subagent``).
         session_id: the client's conversation id, when it sent one.
         route: the name of the route (or tier) that served it.
         stream: the client asked for a stream.
@@ -69,6 +74,10 @@ class Outcome(msgspec.Struct, kw_only=True, gc=False):
     dialect: str
     model: str = ""
     principal: str | None = None
+    team: str | None = None
+    client: str = "other"
+    project: str | None = None
+    agent_id: str | None = None
     session_id: str | None = None
     route: str | None = None
     stream: bool = False

@@ -69,6 +69,20 @@ class Caller(msgspec.Struct, frozen=True, kw_only=True):
     address: str | None = None
 
 
+def client_kind(headers: Mapping[str, str]) -> str:
+    """What sent a request, from the headers each client sets: Claude Code (``x-app: cli``, ``claude-cli/``
+    user agent), Codex (``originator``, ``codex_*``/``codex-*`` user agents), the official SDKs (``x-stainless-lang``
+    with or without ``anthropic-version``), or ``other``."""
+    agent = headers.get("user-agent", "")
+    if headers.get("x-app") == "cli" or agent.startswith("claude-cli/"):
+        return "claude-code"
+    if "originator" in headers or agent.startswith(("codex_", "codex-")):
+        return "codex"
+    if "x-stainless-lang" in headers:
+        return "anthropic-sdk" if "anthropic-version" in headers else "openai-sdk"
+    return "other"
+
+
 def identify(headers: Mapping[str, str], address: str | None) -> Caller:
     """The caller of a request. Anonymous for now: the governance issue checks gateway keys and allowlists here."""
     return Caller(address=address)
@@ -129,6 +143,9 @@ class Pipeline:
         try:
             caller = identify(headers, address)
             outcome.principal = caller.principal
+            outcome.client = client_kind(headers)
+            outcome.project = headers.get("x-fastgw-project")
+            outcome.agent_id = headers.get("x-claude-code-agent-id") or headers.get("x-openai-subagent")
             plan = self._plan(state, inbound, headers, body, outcome)
             with trio.move_on_after(state.config.timeouts.total) as deadline:
                 await self._serve(state, plan, inbound, headers, body, out, outcome)

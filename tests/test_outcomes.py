@@ -171,3 +171,19 @@ async def test_a_gateway_bug_is_a_generic_500_in_dialect_and_an_outcome(
     assert "RuntimeError" in caplog.text  # logged for the operator
     [outcome] = await _outcomes(gateway, 1)
     assert (outcome.status, outcome.error) == (500, "internal")
+
+
+@pytest.mark.parametrize(("kind", "expected"), [("claude-code", "claude-code"), ("codex", "codex")])
+def test_client_kind_is_read_from_real_client_headers(kind: str, expected: str) -> None:
+    from fastgw.pipeline import client_kind
+    from tests.conftest import fixture_records
+
+    seen = {
+        client_kind({k.lower(): v for k, v in record["headers"].items()})
+        for record in fixture_records(kind)
+        if record.get("headers", {}).get("user-agent", "").startswith(("claude-cli", "codex"))
+    }
+    assert seen == {expected}
+    assert client_kind({"x-stainless-lang": "python", "anthropic-version": "2023-06-01"}) == "anthropic-sdk"
+    assert client_kind({"x-stainless-lang": "js"}) == "openai-sdk"
+    assert client_kind({"user-agent": "curl/8"}) == "other"
