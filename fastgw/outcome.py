@@ -9,12 +9,14 @@ drained by a background task, so recording never blocks or fails a request.
 from __future__ import annotations
 
 import collections
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import msgspec
 import trio
 
 from fastgw.canon.response import Usage
+
+T = TypeVar("T")
 
 
 # gc=False: outcomes are kept (recorders hold batches and recent ones) and never form cycles; tracked by the garbage
@@ -176,3 +178,37 @@ class MemoryRecorder:
         return RecorderStatistics(
             recorded=self._recorded, dropped=self._dropped, queued=len(self._batch), kept=len(self.recent)
         )
+
+
+class Recorders:
+    """Several recorders fed the same outcomes (metering, metrics, the tests' memory): one ``Recorder``.
+
+    ``record`` hands each outcome to every one in order; ``run`` runs them side by side; ``aclose`` closes them all.
+    ``statistics`` is the first one's (``each`` has them all).
+    """
+
+    def __init__(self, recorders: list[Recorder]) -> None:
+        self.recorders = recorders
+
+    def record(self, outcome: Outcome) -> None:
+        for recorder in self.recorders:
+            recorder.record(outcome)
+
+    async def run(self) -> None:
+        async with trio.open_nursery() as nursery:
+            for recorder in self.recorders:
+                nursery.start_soon(recorder.run)
+
+    async def aclose(self) -> None:
+        for recorder in self.recorders:
+            await recorder.aclose()
+
+    def statistics(self) -> RecorderStatistics:
+        return self.recorders[0].statistics()
+
+    def each(self) -> list[RecorderStatistics]:
+        return [recorder.statistics() for recorder in self.recorders]
+
+    def find(self, kind: type[T]) -> T | None:
+        """The first recorder of type ``kind``, if any."""
+        return next((r for r in self.recorders if isinstance(r, kind)), None)
