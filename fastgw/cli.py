@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 from fastgw import config as config_module
+from fastgw.governance import cli as governance_cli
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,7 +24,10 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="serve the built-in fake upstreams behind the gateway (no provider key needed)",
     )
+    governance_cli.add_commands(commands)
     args = parser.parse_args(argv)
+    if args.command in ("keys", "teams"):
+        return governance_cli.run(args)
     return _serve(args)
 
 

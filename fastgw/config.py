@@ -7,10 +7,11 @@ error). A reload (later) builds a new ``Config`` and swaps it whole.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 from msgspec import Struct
@@ -26,6 +27,30 @@ _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
 class ConfigError(Exception):
     """The configuration is invalid; the message names the source, the key path and what was expected."""
+
+
+class Rights(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    """What one level of the org -> team -> gateway key hierarchy allows (``[org]`` in the config; teams and keys
+    in the key store). A key's effective rights are the intersection with its parents': every level's allowlists
+    must admit a request and every level's limits hold, so a child never exceeds its parent.
+
+    Attributes:
+        models: globs of the client model names allowed (empty: any).
+        paths: globs of the API paths allowed (empty: any).
+        ips: client networks allowed, CIDR (empty: any).
+        rpm, tpm: requests and tokens per minute.
+        concurrency: requests in flight at once.
+        budget_day, budget_month: USD per UTC day and month.
+    """
+
+    models: list[str] = []
+    paths: list[str] = []
+    ips: list[str] = []
+    rpm: int | None = None
+    tpm: int | None = None
+    concurrency: int | None = None
+    budget_day: float | None = None
+    budget_month: float | None = None
 
 
 class Limits(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -179,7 +204,10 @@ class Config(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
         timeouts: upstream phase timeouts.
         max_body_bytes: the largest request body accepted (413 above it).
         graceful_timeout: seconds in-flight requests get to finish after SIGTERM.
-        data_dir: where embedded state lives (stored Responses-API responses, in SQLite).
+        data_dir: where embedded state lives (stored Responses-API responses, gateway keys and teams, in SQLite).
+        auth: ``auto``: gateway keys are required once any exists; ``required``: always.
+        org: allowlists and limits over every gateway key.
+        trusted_proxies: networks (CIDR) of the load balancers whose ``X-Forwarded-For`` names the client.
         responses_ttl: seconds a stored response (``store: true``) can be continued or fetched.
     """
 
@@ -193,6 +221,9 @@ class Config(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     max_body_bytes: int = 32 * 1024 * 1024
     graceful_timeout: float = 30.0
     data_dir: str = "~/.local/share/fastgw"
+    auth: Literal["auto", "required"] = "auto"
+    org: Rights = Rights()
+    trusted_proxies: list[str] = []
     responses_ttl: float = 30 * 24 * 3600.0
 
 
@@ -214,6 +245,13 @@ def _expand(value: Any, path: str, source: str, env: dict[str, str]) -> Any:
 
 
 def _check(config: Config, source: str) -> Config:
+    for path, cidr in [("trusted_proxies", c) for c in config.trusted_proxies] + [
+        ("org.ips", c) for c in config.org.ips
+    ]:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise ConfigError(f"{source}: {path}: {cidr!r} is not an IP network (CIDR)") from None
     for name, value in msgspec.structs.asdict(config.routing).items():
         if not value > 0:
             raise ConfigError(f"{source}: routing.{name}: must be greater than 0")
@@ -250,6 +288,23 @@ def _check(config: Config, source: str) -> Config:
         if target is not None:
             _check_target(config, target, f"tiers.{tier}", source)
     return config
+
+
+def check_rights(rights: Rights, source: str, prefix: str = "") -> None:
+    """Raises ``ConfigError`` for a network that is not CIDR or a limit that is not positive."""
+    for cidr in rights.ips:
+        _check_network(cidr, f"{prefix}ips", source)
+    for name in ("rpm", "tpm", "concurrency", "budget_day", "budget_month"):
+        value = getattr(rights, name)
+        if value is not None and not value > 0:
+            raise ConfigError(f"{source}: {prefix}{name}: must be greater than 0")
+
+
+def _check_network(cidr: str, path: str, source: str) -> None:
+    try:
+        ipaddress.ip_network(cidr, strict=False)
+    except ValueError:
+        raise ConfigError(f"{source}: {path}: {cidr!r} is not an IP network (CIDR)") from None
 
 
 def _check_level(config: Config, level: Level, path: str, source: str) -> None:

@@ -34,6 +34,7 @@ from fastgw.codecs import passthrough, registry
 from fastgw.codecs.interface import InboundCodec, StreamDecoder, StreamEncoder
 from fastgw.codecs.sse import SSEParser
 from fastgw.errors import ErrorCode, GatewayError, UpstreamError, UpstreamStatusError, UpstreamTimeout
+from fastgw.governance.access import Access, Caller
 from fastgw.outcome import Attempt, Outcome
 from fastgw.route.failure import Cool, Verdict, classify, verdict_on
 from fastgw.route.policy import Facts
@@ -62,13 +63,6 @@ class Sink(Protocol):
     async def respond(self, status: int, headers: Headers, body: bytes) -> None: ...
 
 
-class Caller(msgspec.Struct, frozen=True, kw_only=True):
-    """Who is calling. ``principal`` names the gateway key once keys exist; None is anonymous."""
-
-    principal: str | None = None
-    address: str | None = None
-
-
 def client_kind(headers: Mapping[str, str]) -> str:
     """What sent a request, from the headers each client sets: Claude Code (``x-app: cli``, ``claude-cli/``
     user agent), Codex (``originator``, ``codex_*``/``codex-*`` user agents), the official SDKs (``x-stainless-lang``
@@ -81,11 +75,6 @@ def client_kind(headers: Mapping[str, str]) -> str:
     if "x-stainless-lang" in headers:
         return "anthropic-sdk" if "anthropic-version" in headers else "openai-sdk"
     return "other"
-
-
-def identify(headers: Mapping[str, str], address: str | None) -> Caller:
-    """The caller of a request. Anonymous for now: the governance issue checks gateway keys and allowlists here."""
-    return Caller(address=address)
 
 
 class Plan(msgspec.Struct, kw_only=True):
@@ -132,21 +121,29 @@ class Pipeline:
         self.sources = runtime.services.sources
 
     async def handle(
-        self, dialect: Dialect, headers: Mapping[str, str], body: bytes, out: Sink, address: str | None = None
+        self,
+        dialect: Dialect,
+        headers: Mapping[str, str],
+        body: bytes,
+        out: Sink,
+        address: str | None = None,
+        path: str | None = None,
     ) -> Outcome:
-        """Serve one model request from a client speaking ``dialect``; never raises a ``GatewayError`` (it is
-        rendered for the client) and always records an ``Outcome``, which it returns."""
+        """Serve one model request from a client speaking ``dialect`` at ``path`` (default: the dialect's model
+        path) from ``address``; never raises a ``GatewayError`` (it is rendered for the client) and always records an
+        ``Outcome``, which it returns."""
         arrived = trio.current_time()
         state = self.runtime.state  # this request finishes on the config it started with
         inbound = registry.INBOUND[dialect]
         outcome = Outcome(id=self.sources.serial_id("req"), started_at=self.sources.now(), dialect=dialect)
         try:
-            caller = identify(headers, address)
-            outcome.principal = caller.principal
             outcome.client = client_kind(headers)
             outcome.project = headers.get("x-fastgw-project")
             outcome.agent_id = headers.get("x-claude-code-agent-id") or headers.get("x-openai-subagent")
-            plan = self._plan(state, inbound, headers, body, outcome)
+            access = self.runtime.services.access
+            caller = access.identify(headers, address, path or registry.PATHS[dialect])
+            outcome.principal, outcome.team = caller.principal, caller.team
+            plan = self._plan(state, inbound, caller, headers, body, outcome)
             with trio.move_on_after(state.config.timeouts.total) as deadline:
                 await self._serve(state, plan, inbound, headers, body, out, outcome)
             if deadline.cancelled_caught:
@@ -170,12 +167,19 @@ class Pipeline:
         return outcome
 
     def _plan(
-        self, state: RoutingState, inbound: InboundCodec, headers: Mapping[str, str], body: bytes, outcome: Outcome
+        self,
+        state: RoutingState,
+        inbound: InboundCodec,
+        caller: Caller,
+        headers: Mapping[str, str],
+        body: bytes,
+        outcome: Outcome,
     ) -> Plan:
-        """Pick the rule: from the model name alone, unless a candidate route has a policy (then the request is
-        decoded and measured)."""
+        """Check the model against the caller's allowlists and pick the rule: from the model name alone, unless a
+        candidate route has a policy (then the request is decoded and measured)."""
         peek = passthrough.peek(body)
         outcome.model, outcome.stream = peek.model, peek.stream
+        Access.admit_model(caller, peek.model)
         session = next((headers[name] for name in inbound.session_headers if name in headers), None)
         outcome.session_id = session = session or peek.prompt_cache_key
         plan = Plan(model=peek.model, stream=peek.stream, session=session)

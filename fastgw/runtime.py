@@ -17,6 +17,8 @@ from fastgw.canon.sources import SYSTEM, Sources
 from fastgw.catalog import Catalog
 from fastgw.codecs import registry
 from fastgw.config import Config
+from fastgw.governance.access import Access, AccessStatistics
+from fastgw.governance.keys import KeyStore
 from fastgw.outcome import MemoryRecorder, Recorder, RecorderStatistics
 from fastgw.route.health import Health, KeyView
 from fastgw.route.router import Affinity, Router
@@ -38,6 +40,9 @@ class Services:
         self.transport = Http1Transport(max_idle_per_origin=256, keepalive_expiry=60.0)
         self.store: ResponseStore = SQLiteResponseStore(config.data_dir, config.responses_ttl, now=sources.now)
         self.continuations = Continuations(self.store)
+        # Gateway keys and teams live in the data directory, shared with the CLI and the other workers.
+        self.keys = KeyStore(config.data_dir)
+        self.access = Access(config, self.keys, now=sources.now)
         # Key and target health, and session affinity, outlive a config: a reload keeps what it did not change.
         self.health = Health(config.routing)
         self.affinity = Affinity(config.routing)
@@ -141,6 +146,7 @@ class RuntimeStatistics(msgspec.Struct, frozen=True, kw_only=True):
     routing: list[RouteView]
     health: dict[str, int]
     sessions: int
+    access: AccessStatistics
     routes: RouteStatistics
     transport: TransportStatistics
     recorder: RecorderStatistics
@@ -162,6 +168,7 @@ class Runtime:
         refused get another chance."""
         state = RoutingState(config, self.services, self.state.generation + 1)
         self.services.health.configure(config.routing)
+        self.services.access.configure(config)
         self.services.affinity.configure(config.routing)
         self.state = state
         return state
@@ -179,6 +186,7 @@ class Runtime:
             routing=self.state.view(),
             health=self.services.health.statistics(trio.current_time()),
             sessions=len(self.services.affinity),
+            access=self.services.access.statistics(),
             routes=self.state.routes.statistics(),
             transport=self.services.transport.statistics(),
             recorder=self.services.recorder.statistics(),

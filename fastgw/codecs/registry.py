@@ -38,6 +38,9 @@ MODEL_PATHS: Mapping[str, Dialect] = {
     "/v1/responses": Dialect.OPENAI_RESPONSES,
 }
 
+# The model endpoint of each dialect.
+PATHS: Mapping[Dialect, str] = {dialect: path for path, dialect in MODEL_PATHS.items()}
+
 
 def dialect_of(path: str, headers: Mapping[str, str]) -> Dialect:
     """The dialect a client calling ``path`` speaks, and so the shape of every error it gets."""

@@ -109,12 +109,14 @@ class App:
         headers = _headers(scope)
         out = Responder(send)
         inbound = registry.INBOUND[registry.dialect_of(path, headers)]
+        client = scope.get("client")
+        peer: str | None = client[0] if client else None
         try:
             if path.startswith(admin.PREFIX):
                 await self.admin.handle(method, path, headers, out)
                 return
             if method == "GET" or (method == "DELETE" and path.startswith(_STORED)):
-                await self._local(method, path, headers, out)
+                await self._local(method, path, headers, peer, out)
                 return
             dialect = registry.MODEL_PATHS.get(path) if method == "POST" else None
             if dialect is None and not (method == "POST" and path == _COUNT_TOKENS):
@@ -124,12 +126,12 @@ class App:
                 nursery.start_soon(watch_disconnect, receive, nursery.cancel_scope)
                 if dialect is None:
                     try:
-                        await handlers.count_tokens(self.runtime, body, out)
+                        caller = self.runtime.services.access.identify(headers, peer, path)
+                        await handlers.count_tokens(self.runtime, caller, body, out)
                     except GatewayError as error:
                         await send_error(out, inbound, error)
                 else:
-                    client = scope.get("client")
-                    await self.pipeline.handle(dialect, headers, body, out, client[0] if client else None)
+                    await self.pipeline.handle(dialect, headers, body, out, peer, path)
                 nursery.cancel_scope.cancel()
         except ClientGone:
             return
@@ -139,7 +141,9 @@ class App:
             log.exception("internal error serving %s %s", method, path)
             await send_error(out, inbound, GatewayError("internal gateway error"))
 
-    async def _local(self, method: str, path: str, headers: dict[str, str], out: Responder) -> None:
+    async def _local(self, method: str, path: str, headers: dict[str, str], peer: str | None, out: Responder) -> None:
+        if path.startswith(_STORED) or path == "/v1/models":  # the probes (/healthz, /readyz) need no key
+            self.runtime.services.access.identify(headers, peer, path)
         if path.startswith(_STORED):
             await handlers.stored_response(self.runtime, path[len(_STORED) :], out, delete=method == "DELETE")
         elif path == "/healthz":

@@ -9,15 +9,18 @@ import msgspec
 from fastgw.canon.tokens import count_request
 from fastgw.codecs.anthropic import inbound as anthropic_inbound
 from fastgw.codecs.anthropic.render import count_tokens_body
+from fastgw.governance.access import Access, Caller
 from fastgw.pipeline import JSON, Sink
 from fastgw.runtime import Runtime
 
 _encoder = msgspec.json.Encoder()
 
 
-async def count_tokens(runtime: Runtime, body: bytes, out: Sink) -> None:
-    """``POST /v1/messages/count_tokens``, answered locally with an over-estimate (F42)."""
+async def count_tokens(runtime: Runtime, caller: Caller, body: bytes, out: Sink) -> None:
+    """``POST /v1/messages/count_tokens``, answered locally with an over-estimate (F42), for models the caller may
+    use."""
     request = anthropic_inbound.to_canon(body, count_only=True)
+    Access.admit_model(caller, request.model)
     runtime.state.routes.resolve(request.model)
     await out.respond(200, JSON, count_tokens_body(count_request(request)))
 

@@ -1,0 +1,126 @@
+"""``fastgw keys create|list|revoke`` and ``fastgw teams create|list``: the key store from the command line.
+
+They act on the ``data_dir`` of ``--config FILE`` (else of the environment's config, like ``fastgw serve``), the
+same store a running server reads, so a key created here works on the server's next request. ``keys create`` prints
+the new key alone on the last line of stdout; it is never shown again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+
+import msgspec
+
+from fastgw import config as config_module
+from fastgw.config import Rights
+from fastgw.governance.keys import KeyStore, KeyStoreError
+
+
+def _csv(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _limits(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--models", type=_csv, default=[], help="allowed model globs, comma-separated")
+    parser.add_argument("--paths", type=_csv, default=[], help="allowed API path globs, comma-separated")
+    parser.add_argument("--ips", type=_csv, default=[], help="allowed client networks (CIDR), comma-separated")
+    parser.add_argument("--rpm", type=int, help="requests per minute")
+    parser.add_argument("--tpm", type=int, help="tokens per minute")
+    parser.add_argument("--concurrency", type=int, help="requests in flight at once")
+    parser.add_argument("--budget-day", type=float, help="USD per UTC day")
+    parser.add_argument("--budget-month", type=float, help="USD per UTC month")
+    parser.add_argument("--config", help="TOML config file whose data_dir holds the keys (default: environment)")
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``keys`` and ``teams`` on the top-level parser's subcommands."""
+    keys = commands.add_parser("keys", help="gateway keys: create, list, revoke").add_subparsers(
+        dest="action", required=True
+    )
+    create = keys.add_parser("create", help="create a key (printed once, on the last line)")
+    create.add_argument("--name", required=True)
+    create.add_argument("--team")
+    create.add_argument("--expires", type=datetime.date.fromisoformat, help="YYYY-MM-DD (UTC), the last valid day")
+    _limits(create)
+    for action, text in (("list", "list keys (never the keys themselves)"), ("revoke", "revoke a key by name")):
+        parser = keys.add_parser(action, help=text)
+        if action == "revoke":
+            parser.add_argument("name")
+        parser.add_argument("--config", help="TOML config file whose data_dir holds the keys (default: environment)")
+    teams = commands.add_parser("teams", help="teams: create, list").add_subparsers(dest="action", required=True)
+    team = teams.add_parser("create", help="create a team with allowlists and limits its keys inherit")
+    team.add_argument("name")
+    _limits(team)
+    listing = teams.add_parser("list", help="list teams")
+    listing.add_argument("--config", help="TOML config file whose data_dir holds the keys (default: environment)")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = config_module.load(args.config) if args.config else config_module.from_env()
+    except config_module.ConfigError as error:
+        print(f"fastgw: config error: {error}", file=sys.stderr)
+        return 2
+    store = KeyStore(config.data_dir)
+    try:
+        if args.command == "teams":
+            return _teams(store, args)
+        return _keys(store, args)
+    except KeyStoreError as error:
+        print(f"fastgw: {error}", file=sys.stderr)
+        return 1
+    except config_module.ConfigError as error:
+        print(f"fastgw: {error}", file=sys.stderr)
+        return 2
+
+
+def _rights(args: argparse.Namespace) -> Rights:
+    rights = Rights(
+        models=args.models,
+        paths=args.paths,
+        ips=args.ips,
+        rpm=args.rpm,
+        tpm=args.tpm,
+        concurrency=args.concurrency,
+        budget_day=args.budget_day,
+        budget_month=args.budget_month,
+    )
+    config_module.check_rights(rights, "command line")
+    return rights
+
+
+def _keys(store: KeyStore, args: argparse.Namespace) -> int:
+    if args.action == "create":
+        expires = None
+        if args.expires is not None:
+            end = datetime.datetime.combine(args.expires, datetime.time(), datetime.UTC) + datetime.timedelta(days=1)
+            expires = end.timestamp()
+        key, record = store.create_key(args.name, team=args.team, rights=_rights(args), expires_at=expires)
+        print(f"created key {record.name!r}" + (f" in team {record.team!r}" if record.team else ""))
+        print("store it now: it is not shown again")
+        print(key)
+    elif args.action == "revoke":
+        record = store.revoke(args.name)
+        print(f"revoked key {record.name!r}")
+    else:
+        for record in store.keys():
+            state = "revoked" if record.revoked_at is not None else "active"
+            rights = msgspec.json.encode(record.rights).decode()
+            print(f"{record.name}\t{record.team or '-'}\t{state}\t{_day(record.created_at)}\t{rights}")
+    return 0
+
+
+def _teams(store: KeyStore, args: argparse.Namespace) -> int:
+    if args.action == "create":
+        record = store.create_team(args.name, _rights(args))
+        print(f"created team {record.name!r}")
+    else:
+        for team in store.teams():
+            print(f"{team.name}\t{_day(team.created_at)}\t{msgspec.json.encode(team.rights).decode()}")
+    return 0
+
+
+def _day(timestamp: float) -> str:
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).strftime("%Y-%m-%d")
