@@ -23,7 +23,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="serve the built-in fake upstreams behind the gateway (no provider key needed)",
     )
+    usage = commands.add_parser("usage", help="usage and cost totals from the metering table")
+    from fastgw.metering import report
+
+    report.add_arguments(usage)
     args = parser.parse_args(argv)
+    if args.command == "usage":
+        return report.run(args)
     return _serve(args)
 
 
