@@ -43,6 +43,11 @@ class ModelInfo(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
         tool_id: tool-call id format the model demands (F18): "any", or "alnum9" (Mistral).
         max_tool_name: the longest function name accepted (F19).
         output_cap: accepts an output cap at all (the ChatGPT Codex backend rejects ``max_output_tokens``, F31).
+        input_price, output_price, cache_read_price, cache_write_price: list prices in USD per million tokens of each
+            class (``fastgw.canon.response.Usage``: uncached input, output with reasoning included, cache reads,
+            cache writes); None is unknown: metering costs those tokens at 0 and flags the record as unpriced.
+            ``cache_write_price`` is Anthropic's 5-minute write (1.25x input; 1-hour writes cost 2x and are not
+            told apart in usage); OpenAI does not bill cache writes (and reports none).
     """
 
     context_window: int | None = None
@@ -58,6 +63,30 @@ class ModelInfo(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     tool_id: Literal["any", "alnum9"] = "any"
     max_tool_name: int = 64
     output_cap: bool = True
+    input_price: float | None = None
+    output_price: float | None = None
+    cache_read_price: float | None = None
+    cache_write_price: float | None = None
+
+
+def _openai(input_price: float, output_price: float, cache_read_price: float | None) -> dict[str, float | None]:
+    """OpenAI's list prices: no cache-write charge (``replace(info, **_openai(...))``)."""
+    return {
+        "input_price": input_price,
+        "output_price": output_price,
+        "cache_read_price": cache_read_price,
+        "cache_write_price": 0.0,
+    }
+
+
+def _anthropic(input_price: float, output_price: float) -> dict[str, float | None]:
+    """Anthropic's list prices: cache reads at 0.1x input, 5-minute cache writes at 1.25x."""
+    return {
+        "input_price": input_price,
+        "output_price": output_price,
+        "cache_read_price": round(input_price * 0.1, 6),
+        "cache_write_price": round(input_price * 1.25, 6),
+    }
 
 
 _GPT5 = ModelInfo(
@@ -71,17 +100,44 @@ _GPT5 = ModelInfo(
 )
 
 _CODEX = replace(_GPT5, efforts=("low", "medium", "high"))
+_CODEX_XHIGH = replace(_CODEX, efforts=("low", "medium", "high", "xhigh"))
+_GPT5_1 = replace(_GPT5, efforts=("none", "low", "medium", "high"))
+_GPT5_2 = replace(_GPT5, efforts=("none", "low", "medium", "high", "xhigh"))
+_GPT5_5 = replace(_GPT5, efforts=("none", "low", "medium", "high", "xhigh"), stop=True)
 
+_CLAUDE = ModelInfo(
+    context_window=200_000,
+    max_output=128_000,
+    efforts=("low", "medium", "high", "xhigh", "max"),
+    documents=True,
+)
+
+# Prices: USD per million tokens, standard tier, from the providers' pricing pages (developers.openai.com/api/docs/
+# pricing and the model pages; platform.claude.com/docs/about-claude/pricing), checked 2026-12. Long-context surcharges
+# (Sonnet over 200K input) and the Batch/Flex/Priority tiers are not modelled. A family without a row of its own
+# falls through to a row without prices: its tokens are metered, its cost flagged unknown.
 BUILTIN: tuple[tuple[str, ModelInfo], ...] = (
     # Responses-only coding models; the ladders follow OpenAI's model pages (xhigh from codex-max and 5.2 on).
-    ("gpt-5.1-codex-max*", replace(_CODEX, efforts=("low", "medium", "high", "xhigh"))),
-    ("gpt-5.[2-9]*-codex*", replace(_CODEX, efforts=("low", "medium", "high", "xhigh"))),
-    ("gpt-5*-codex*", _CODEX),
+    ("gpt-5.1-codex-max*", replace(_CODEX_XHIGH, **_openai(1.25, 10.0, 0.125))),
+    ("gpt-5.1-codex-mini*", replace(_CODEX, **_openai(0.25, 2.0, 0.025))),
+    ("gpt-5.[23]*-codex*", replace(_CODEX_XHIGH, **_openai(1.75, 14.0, 0.175))),
+    ("gpt-5.[4-9]*-codex*", _CODEX_XHIGH),
+    ("gpt-5*-codex*", replace(_CODEX, **_openai(1.25, 10.0, 0.125))),
     ("gpt-5.6*", replace(_GPT5, efforts=("none", "low", "medium", "high", "xhigh", "max"), stop=True)),
-    ("gpt-5.5*", replace(_GPT5, efforts=("none", "low", "medium", "high", "xhigh"), stop=True)),
-    ("gpt-5.[234]*", replace(_GPT5, efforts=("none", "low", "medium", "high", "xhigh"))),
-    ("gpt-5.1*", replace(_GPT5, efforts=("none", "low", "medium", "high"))),
-    ("gpt-5*", _GPT5),
+    ("gpt-5.5-pro*", replace(_GPT5_5, **_openai(30.0, 180.0, None))),
+    ("gpt-5.5*", replace(_GPT5_5, **_openai(5.0, 30.0, 0.5))),
+    ("gpt-5.4-pro*", replace(_GPT5_2, **_openai(30.0, 180.0, None))),
+    ("gpt-5.4-mini*", replace(_GPT5_2, **_openai(0.75, 4.5, 0.075))),
+    ("gpt-5.4-nano*", replace(_GPT5_2, **_openai(0.2, 1.25, 0.02))),
+    ("gpt-5.4*", replace(_GPT5_2, **_openai(2.5, 15.0, 0.25))),
+    ("gpt-5.2-pro*", replace(_GPT5_2, **_openai(21.0, 168.0, None))),
+    ("gpt-5.2*", replace(_GPT5_2, **_openai(1.75, 14.0, 0.175))),
+    ("gpt-5.[34]*", _GPT5_2),
+    ("gpt-5.1*", replace(_GPT5_1, **_openai(1.25, 10.0, 0.125))),
+    ("gpt-5-pro*", replace(_GPT5, **_openai(15.0, 120.0, None))),
+    ("gpt-5-mini*", replace(_GPT5, **_openai(0.25, 2.0, 0.025))),
+    ("gpt-5-nano*", replace(_GPT5, **_openai(0.05, 0.4, 0.005))),
+    ("gpt-5*", replace(_GPT5, **_openai(1.25, 10.0, 0.125))),
     (
         "o[134]*",
         ModelInfo(
@@ -110,31 +166,55 @@ BUILTIN: tuple[tuple[str, ModelInfo], ...] = (
     ("kimi*", ModelInfo(context_window=262_144, max_output=32_768, reasoning_passback=True)),
     ("mistral*", ModelInfo(context_window=128_000, max_output=32_768, tool_id="alnum9")),
     ("codestral*", ModelInfo(context_window=256_000, max_output=32_768, tool_id="alnum9")),
-    (
-        "claude-*",
-        ModelInfo(
-            context_window=200_000,
-            max_output=128_000,
-            efforts=("low", "medium", "high", "xhigh", "max"),
-            documents=True,
-        ),
-    ),
+    # Opus 4.5 on is $5/$25; Opus 4 and 4.1 stayed on the old $15/$75 tier.
+    ("claude-opus-4-[5-9]*", replace(_CLAUDE, **_anthropic(5.0, 25.0))),
+    ("claude-opus-4*", replace(_CLAUDE, **_anthropic(15.0, 75.0))),
+    ("claude-sonnet-4*", replace(_CLAUDE, **_anthropic(3.0, 15.0))),
+    ("claude-haiku-4*", replace(_CLAUDE, **_anthropic(1.0, 5.0))),
+    ("claude-*", _CLAUDE),
     ("*", ModelInfo()),
 )
 
+_PRICES = ("input_price", "output_price", "cache_read_price", "cache_write_price")
+
+
+def prices_only(info: ModelInfo) -> bool:
+    """True when ``info`` sets prices and nothing else: a config row that reprices models without redescribing them."""
+    unpriced = replace(info, **dict.fromkeys(_PRICES))
+    return unpriced == ModelInfo() and unpriced != info
+
 
 class Catalog:
-    """Looks up ``ModelInfo`` by upstream model name; results are memoised (the table is immutable)."""
+    """Looks up ``ModelInfo`` by upstream model name; results are memoised (the table is immutable).
+
+    A row that sets only prices (``prices_only``, e.g. config ``[models."gpt-5*"] input_price = 1.0``) reprices what
+    it matches (the prices it sets; the others stay) and leaves the capabilities to the rows after it; any other row
+    describes the model whole.
+    """
 
     def __init__(self, extra: tuple[tuple[str, ModelInfo], ...] = ()) -> None:
-        self._rows = extra + BUILTIN
+        self._rows = tuple((pattern, info, prices_only(info)) for pattern, info in extra + BUILTIN)
         self._cache: dict[str, ModelInfo] = {}
 
     def lookup(self, model: str) -> ModelInfo:
-        """The first row whose glob matches ``model`` (the ``*`` row always does)."""
+        """The first row whose glob matches ``model`` (the ``*`` row always does), repriced by the first matching
+        prices-only row before it."""
         info = self._cache.get(model)
         if info is None:
-            info = next(i for pattern, i in self._rows if fnmatch.fnmatchcase(model, pattern))
+            repriced: dict[str, float] = {}
+            for pattern, row, prices in self._rows:
+                if not fnmatch.fnmatchcase(model, pattern):
+                    continue
+                if not prices:
+                    info = row
+                    break
+                for name in _PRICES:  # the first prices-only row that sets a price wins it
+                    value = getattr(row, name)
+                    if value is not None:
+                        repriced.setdefault(name, value)
+            assert info is not None  # the "*" row matches everything
+            if repriced:
+                info = replace(info, **repriced)
             if len(self._cache) < 4096:
                 self._cache[model] = info
         return info

@@ -25,9 +25,15 @@ def main(argv: list[str] | None = None) -> int:
         help="serve the built-in fake upstreams behind the gateway (no provider key needed)",
     )
     governance_cli.add_commands(commands)
+    usage = commands.add_parser("usage", help="usage and cost totals from the metering table")
+    from fastgw.metering import report
+
+    report.add_arguments(usage)
     args = parser.parse_args(argv)
     if args.command in ("keys", "teams"):
         return governance_cli.run(args)
+    if args.command == "usage":
+        return report.run(args)
     return _serve(args)
 
 

@@ -191,6 +191,23 @@ class Timeouts(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     total: float = 3600.0
 
 
+class Metering(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Usage metering: one row per request in ``<data_dir>/usage.sqlite3`` (``fastgw.metering``). Read at start.
+
+    Attributes:
+        enabled: write usage records at all.
+        interval: seconds between the writer's flushes; a request's record reaches the table within about this long.
+        batch_size: this many pending records wake the writer before ``interval`` is up (one transaction each).
+        max_pending: records held in memory while the writer is behind; beyond it new ones are dropped and counted
+            (``/admin/routes`` ``recorder.dropped``) rather than slow a request down.
+    """
+
+    enabled: bool = True
+    interval: float = 1.0
+    batch_size: int = 1000
+    max_pending: int = 100_000
+
+
 class Config(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """The whole gateway configuration.
 
@@ -200,7 +217,8 @@ class Config(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
         routes: tried in order, first match wins.
         routing: cooldowns, ejection and affinity settings.
         tiers: Claude tier ids -> targets, consulted before ``routes``.
-        models: extra capability rows (glob -> ModelInfo fields) tried before the built-in catalog.
+        models: extra capability rows (glob -> ModelInfo fields) tried before the built-in catalog; a row with only
+            prices (``input_price``...) reprices the models it matches and keeps their built-in capabilities.
         timeouts: upstream phase timeouts.
         max_body_bytes: the largest request body accepted (413 above it).
         graceful_timeout: seconds in-flight requests get to finish after SIGTERM.
@@ -209,6 +227,7 @@ class Config(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
         org: allowlists and limits over every gateway key.
         trusted_proxies: networks (CIDR) of the load balancers whose ``X-Forwarded-For`` names the client.
         responses_ttl: seconds a stored response (``store: true``) can be continued or fetched.
+        metering: the usage writer (``data_dir``/usage.sqlite3, read by ``fastgw usage``).
     """
 
     listen: str = "127.0.0.1:8080"
@@ -225,6 +244,7 @@ class Config(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     org: Rights = Rights()
     trusted_proxies: list[str] = []
     responses_ttl: float = 30 * 24 * 3600.0
+    metering: Metering = Metering()
 
 
 def _expand(value: Any, path: str, source: str, env: dict[str, str]) -> Any:
@@ -283,6 +303,15 @@ def _check(config: Config, source: str) -> Config:
                 raise ConfigError(
                     f"{source}: routes[{i}].efforts.{effort}: unknown effort (expected one of: {expected})"
                 )
+    for glob, info in config.models.items():
+        for field in ("input_price", "output_price", "cache_read_price", "cache_write_price"):
+            price = getattr(info, field)
+            if price is not None and price < 0:
+                raise ConfigError(f"{source}: models.{glob}.{field}: must not be negative")
+    metering = config.metering
+    for field in ("interval", "batch_size", "max_pending"):
+        if not getattr(metering, field) > 0:
+            raise ConfigError(f"{source}: metering.{field}: must be greater than 0")
     for tier in ("haiku", "sonnet", "opus"):
         target = getattr(config.tiers, tier)
         if target is not None:

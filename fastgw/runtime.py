@@ -19,7 +19,9 @@ from fastgw.codecs import registry
 from fastgw.config import Config
 from fastgw.governance.access import Access, AccessStatistics
 from fastgw.governance.keys import KeyStore
-from fastgw.outcome import MemoryRecorder, Recorder, RecorderStatistics
+from fastgw.metering.recorder import UsageRecorder
+from fastgw.metering.store import UsageStore
+from fastgw.outcome import MemoryRecorder, Recorder, Recorders, RecorderStatistics
 from fastgw.route.health import Health, KeyView
 from fastgw.route.router import Affinity, Router
 from fastgw.route.table import RouteStatistics, RouteTable
@@ -32,7 +34,9 @@ from fastgw.upstream.transport import Http1Transport, TransportStatistics
 class Services:
     """The worker's long-lived services, built once from the first config.
 
-    ``data_dir`` and ``responses_ttl`` are read at start; changing them needs a restart, not a reload.
+    ``data_dir``, ``responses_ttl`` and ``metering`` are read at start; changing them needs a restart, not a reload.
+    ``recorder`` fans every outcome out to the metering writer (``usage``; None when metering is off) and to the
+    recorder passed in (tests pass a ``MemoryRecorder`` and find it again with ``recorder.find``).
     """
 
     def __init__(self, config: Config, sources: Sources = SYSTEM, recorder: Recorder | None = None) -> None:
@@ -46,9 +50,22 @@ class Services:
         # Key and target health, and session affinity, outlive a config: a reload keeps what it did not change.
         self.health = Health(config.routing)
         self.affinity = Affinity(config.routing)
-        # Until metering consumes outcomes, a worker counts them and keeps none: a thousand kept outcomes cost
-        # ~30 us of garbage-collector time per request (bench). Tests pass a recorder that keeps them.
-        self.recorder: Recorder = recorder if recorder is not None else MemoryRecorder(keep=0)
+        # By default the memory recorder only counts: a thousand kept outcomes cost ~30 us of garbage-collector time
+        # per request (bench). Tests pass one that keeps them.
+        recorders: list[Recorder] = [recorder if recorder is not None else MemoryRecorder(keep=0)]
+        self.catalog = Catalog(tuple(config.models.items()))  # the current routing state's: its prices meter
+        self.usage: UsageRecorder | None = None
+        metering = config.metering
+        if metering.enabled:
+            self.usage = UsageRecorder(
+                UsageStore(config.data_dir),
+                lambda: self.catalog,
+                interval=metering.interval,
+                batch_size=metering.batch_size,
+                max_pending=metering.max_pending,
+            )
+            recorders.insert(0, self.usage)
+        self.recorder = Recorders(recorders)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the background services until ``aclose`` lets them finish."""
@@ -160,6 +177,7 @@ class Runtime:
     def __init__(self, config: Config, *, sources: Sources = SYSTEM, recorder: Recorder | None = None) -> None:
         self.services = Services(config, sources, recorder)
         self.state = RoutingState(config, self.services, generation=1)
+        self.services.catalog = self.state.catalog
 
     def reload(self, config: Config) -> RoutingState:
         """Build the routing state of ``config`` and make it current; requests in flight keep the old one.
@@ -171,6 +189,7 @@ class Runtime:
         self.services.access.configure(config)
         self.services.affinity.configure(config.routing)
         self.state = state
+        self.services.catalog = state.catalog
         return state
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anthropic
+import msgspec
 import pytest
 import trio
+import trio.testing
 from hypercorn.trio import serve
 
 from fastgw import config as config_module
@@ -130,7 +132,13 @@ class Gateways:
         config_path: str | None = None,
         signals: bool = False,
     ) -> Running:
-        """Serve ``config`` (read from ``config_path``, which a reload re-reads); ``signals`` reloads on SIGHUP."""
+        """Serve ``config`` (read from ``config_path``, which a reload re-reads); ``signals`` reloads on SIGHUP.
+
+        Under an autojumping ``MockClock`` metering is off: its writer waits on a thread, which the clock takes for
+        idleness and jumps past every deadline (the metering tests run on the real clock).
+        """
+        if isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock):
+            config = msgspec.structs.replace(config, metering=config_module.Metering(enabled=False))
         app = App(  # the recorder keeps recent outcomes for the tests
             config, sources=sources, recorder=MemoryRecorder(), config_path=config_path, signals=signals
         )
@@ -152,6 +160,13 @@ class Gateways:
     async def stop_all(self) -> None:
         for running in self._running:
             await running.stop()
+
+
+def memory(running: Running) -> MemoryRecorder:
+    """The ``MemoryRecorder`` a gateway started by :class:`Gateways` keeps its outcomes in."""
+    found = running.app.runtime.services.recorder.find(MemoryRecorder)
+    assert found is not None
+    return found
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ import trio
 
 from fastgw.outcome import Outcome
 from fastgw.testing.fake_upstream import FakeUpstream, Prompt, Script
-from tests.conftest import Gateways, Running, gateway_config, require
+from tests.conftest import Gateways, Running, gateway_config, memory, require
 
 pytestmark = pytest.mark.cli
 
@@ -106,7 +106,7 @@ async def run_cli(cli: Path, root: Path, gateway: Running) -> tuple[int, str, st
 
 
 async def outcomes(running: Running, count: int) -> list[Outcome]:
-    recorder: Any = running.app.runtime.services.recorder  # the MemoryRecorder conftest's gateways keep
+    recorder = memory(running)
     with trio.fail_after(5):
         await recorder.wait_recorded(count)
     return list(recorder.recent)

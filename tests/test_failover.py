@@ -18,9 +18,9 @@ import pytest
 import trio
 import trio.testing
 
-from fastgw.outcome import MemoryRecorder, Outcome
+from fastgw.outcome import Outcome
 from fastgw.testing.fake_upstream import FakeUpstream, Script
-from tests.conftest import Gateways, Running, gateway_config
+from tests.conftest import Gateways, Running, gateway_config, memory
 
 HELLO = [{"role": "user", "content": "hello"}]
 ANTHROPIC = {"anthropic-version": "2023-06-01"}
@@ -71,8 +71,7 @@ def _route(response: httpx.Response) -> list[dict[str, str]]:
 
 
 async def _outcomes(gateway: Running, count: int) -> list[Outcome]:
-    recorder = gateway.app.runtime.services.recorder
-    assert isinstance(recorder, MemoryRecorder)
+    recorder = memory(gateway)
     with trio.fail_after(30):
         await recorder.wait_recorded(count)
     return list(recorder.recent)

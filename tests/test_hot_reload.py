@@ -20,10 +20,9 @@ import trio.testing
 
 from fastgw import config as config_module
 from fastgw.codecs.sse import SSEParser
-from fastgw.outcome import MemoryRecorder
 from fastgw.server.admin import TOKEN_ENV
 from fastgw.testing.fake_upstream import FakeUpstream, Script
-from tests.conftest import Gateways, Running
+from tests.conftest import Gateways, Running, memory
 
 TOKEN = "test-admin-token-3f9c"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
@@ -115,8 +114,7 @@ async def test_a_valid_reload_routes_new_requests_by_the_new_config(
 ) -> None:
     config_file.write({"m-*": "openai:fake-text"})
     gateway = await config_file.serve(gateways)
-    recorder = gateway.app.runtime.services.recorder
-    assert isinstance(recorder, MemoryRecorder)
+    recorder = memory(gateway)
     async with httpx.AsyncClient(timeout=10) as http:
         assert await text_of(http, gateway, "m-1") == "echo: hello"
         config_file.write({"m-*": "anthropic:fake-stream-2"})  # another provider, another model
@@ -143,8 +141,7 @@ async def test_a_reload_under_50_in_flight_streams_drops_none(
     fake.scripts["slow"] = Script(text=SLOW_TEXT, event_delay=1.0)  # virtual seconds: ~25 s per stream
     config_file.write({"slow": "openai"})
     gateway = await config_file.serve(gateways)
-    recorder = gateway.app.runtime.services.recorder
-    assert isinstance(recorder, MemoryRecorder)
+    recorder = memory(gateway)
     under_way = 0
     all_under_way = trio.Event()
     finished: dict[int, tuple[str, str]] = {}  # stream -> (its text, its last event)

@@ -18,14 +18,14 @@ import trio.testing
 from fastgw.canon.response import Usage
 from fastgw.outcome import Outcome
 from fastgw.testing.fake_upstream import FakeUpstream, Script
-from tests.conftest import Gateways, Running, gateway_config
+from tests.conftest import Gateways, Running, gateway_config, memory
 
 HELLO = [{"role": "user", "content": "hello"}]
 ANTHROPIC = {"anthropic-version": "2023-06-01"}
 
 
 async def _outcomes(running: Running, count: int) -> list[Outcome]:
-    recorder = running.app.runtime.services.recorder
+    recorder = memory(running)
     with trio.fail_after(5):
         await recorder.wait_recorded(count)
     return list(recorder.recent)

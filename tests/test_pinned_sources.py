@@ -16,7 +16,7 @@ from fastgw.canon.stream import BlockStart, BlockStop, Delta, Finish, Start
 from fastgw.codecs.openai_chat import render as chat_render
 from fastgw.codecs.openai_responses import render as responses_render
 from fastgw.testing.fake_upstream import FakeUpstream
-from tests.conftest import Gateways, gateway_config
+from tests.conftest import Gateways, gateway_config, memory
 
 CODECS = Path(__file__).resolve().parents[1] / "fastgw" / "codecs"
 NOW = 1_700_000_000
@@ -79,7 +79,7 @@ async def test_the_gateway_uses_the_sources_it_was_given(gateways: Gateways, fak
     body = response.json()
     assert body["created_at"] == NOW and body["output"][0]["id"].startswith("msg_0000000000000000000000")
     assert {m["created"] for m in models.json()["data"]} == {NOW}
-    recorder = gateway.app.runtime.services.recorder
+    recorder = memory(gateway)
     await recorder.wait_recorded(1)
     assert recorder.recent[0].started_at == NOW and recorder.recent[0].id.startswith("req_000000")
 

@@ -14,7 +14,7 @@ import trio
 import trio.testing
 
 from fastgw.testing.fake_upstream import FakeUpstream, Script
-from tests.conftest import Gateways, Running, gateway_config
+from tests.conftest import Gateways, Running, gateway_config, memory
 
 HELLO = [{"role": "user", "content": "hello"}]
 ENDPOINTS = {
@@ -96,7 +96,7 @@ async def test_total_deadline_cuts_a_stream_that_keeps_trickling(
     assert lines[-1] == "data: [DONE]"
     error = json.loads(lines[-2][5:])["error"]
     assert error["code"] == "timeout" and "total deadline" in error["message"]
-    recorder = gateway.app.runtime.services.recorder
+    recorder = memory(gateway)
     await recorder.wait_recorded(1)
     [outcome] = recorder.recent
     assert outcome.passthrough and outcome.error == "UpstreamTimeout" and outcome.status == 200
