@@ -35,6 +35,8 @@ from fastgw.codecs.interface import InboundCodec, StreamDecoder, StreamEncoder
 from fastgw.codecs.sse import SSEParser
 from fastgw.errors import ErrorCode, GatewayError, UpstreamError, UpstreamStatusError, UpstreamTimeout
 from fastgw.governance.access import Access, Caller
+from fastgw.governance.limits import Reservation
+from fastgw.metering.record import cost
 from fastgw.outcome import Attempt, Outcome
 from fastgw.route.failure import Cool, Verdict, classify, verdict_on
 from fastgw.route.policy import Facts
@@ -88,6 +90,7 @@ class Plan(msgspec.Struct, kw_only=True):
     request: Request | None = None
     estimate: int = 0
     resumed: bool = False
+    output_cap: int = 0
 
 
 class _Leg(msgspec.Struct, kw_only=True):
@@ -136,14 +139,16 @@ class Pipeline:
         state = self.runtime.state  # this request finishes on the config it started with
         inbound = registry.INBOUND[dialect]
         outcome = Outcome(id=self.sources.serial_id("req"), started_at=self.sources.now(), dialect=dialect)
+        services = self.runtime.services
+        reservation: Reservation | None = None
         try:
             outcome.client = client_kind(headers)
             outcome.project = headers.get("x-fastgw-project")
             outcome.agent_id = headers.get("x-claude-code-agent-id") or headers.get("x-openai-subagent")
-            access = self.runtime.services.access
-            caller = access.identify(headers, address, path or registry.PATHS[dialect])
+            caller = services.access.identify(headers, address, path or registry.PATHS[dialect])
             outcome.principal, outcome.team = caller.principal, caller.team
             plan = self._plan(state, inbound, caller, headers, body, outcome)
+            reservation = await services.limiter.admit(caller, (plan.estimate or len(body) // 4) + plan.output_cap)
             with trio.move_on_after(state.config.timeouts.total) as deadline:
                 await self._serve(state, plan, inbound, headers, body, out, outcome)
             if deadline.cancelled_caught:
@@ -163,8 +168,21 @@ class Pipeline:
             outcome.status = out.status or (500 if outcome.error == "internal" else 0)
             outcome.ttfb = None if out.first_byte_at is None else out.first_byte_at - arrived
             outcome.duration = trio.current_time() - arrived
-            self.runtime.services.recorder.record(outcome)
+            services.recorder.record(outcome)
+            if reservation is not None:
+                usage = outcome.usage
+                used = None if usage is None else usage.total_input + usage.output_tokens
+                await services.limiter.settle(reservation, used, self._cost(state, outcome))
         return outcome
+
+    @staticmethod
+    def _cost(state: RoutingState, outcome: Outcome) -> float:
+        """What the request cost in USD at the serving model's prices (0 when unknown)."""
+        usage = outcome.usage
+        if usage is None or outcome.upstream_model is None:
+            return 0.0
+        info = state.catalog.lookup(outcome.upstream_model)
+        return cost(info, usage.input_tokens, usage.output_tokens, usage.cache_read, usage.cache_write)[0]
 
     def _plan(
         self,
@@ -182,7 +200,7 @@ class Pipeline:
         Access.admit_model(caller, peek.model)
         session = next((headers[name] for name in inbound.session_headers if name in headers), None)
         outcome.session_id = session = session or peek.prompt_cache_key
-        plan = Plan(model=peek.model, stream=peek.stream, session=session)
+        plan = Plan(model=peek.model, stream=peek.stream, session=session, output_cap=peek.output_cap)
 
         def facts() -> Facts:
             request = self._decode(plan, inbound, body)

@@ -19,6 +19,7 @@ from fastgw.codecs import registry
 from fastgw.config import Config
 from fastgw.governance.access import Access, AccessStatistics
 from fastgw.governance.keys import KeyStore
+from fastgw.governance.limits import Limiter, LimiterStatistics, SQLiteLimiter
 from fastgw.metering.recorder import UsageRecorder
 from fastgw.metering.store import UsageStore
 from fastgw.outcome import MemoryRecorder, Recorder, Recorders, RecorderStatistics
@@ -47,6 +48,7 @@ class Services:
         # Gateway keys and teams live in the data directory, shared with the CLI and the other workers.
         self.keys = KeyStore(config.data_dir)
         self.access = Access(config, self.keys, now=sources.now)
+        self.limiter: Limiter = SQLiteLimiter(config.data_dir, now=sources.now)
         # Key and target health, and session affinity, outlive a config: a reload keeps what it did not change.
         self.health = Health(config.routing)
         self.affinity = Affinity(config.routing)
@@ -164,6 +166,7 @@ class RuntimeStatistics(msgspec.Struct, frozen=True, kw_only=True):
     health: dict[str, int]
     sessions: int
     access: AccessStatistics
+    limiter: LimiterStatistics
     routes: RouteStatistics
     transport: TransportStatistics
     recorder: RecorderStatistics
@@ -206,6 +209,7 @@ class Runtime:
             health=self.services.health.statistics(trio.current_time()),
             sessions=len(self.services.affinity),
             access=self.services.access.statistics(),
+            limiter=self.services.limiter.statistics(),
             routes=self.state.routes.statistics(),
             transport=self.services.transport.statistics(),
             recorder=self.services.recorder.statistics(),

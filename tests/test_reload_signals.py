@@ -35,10 +35,12 @@ class Connection:
         self.sock = socket.create_connection((HOST, port), timeout=5)
         self.http = h11.Connection(h11.CLIENT)
 
-    def request(self, method: str, path: str, body: Any = None, auth: bool = False) -> tuple[int, Any]:
-        """Status and decoded JSON body of one request."""
+    def request(
+        self, method: str, path: str, body: Any = None, auth: bool = False, extra: list[tuple[str, str]] | None = None
+    ) -> tuple[int, Any]:
+        """Status and decoded JSON body of one request (``extra``: more headers)."""
         data = b"" if body is None else json.dumps(body).encode()
-        headers = [("host", "test"), ("content-length", str(len(data))), *([AUTH] if auth else [])]
+        headers = [("host", "test"), ("content-length", str(len(data))), *([AUTH] if auth else []), *(extra or [])]
         for event in (h11.Request(method=method, target=path, headers=headers), h11.Data(data=data)):
             self.sock.sendall(self.http.send(event) or b"")
         self.sock.sendall(self.http.send(h11.EndOfMessage()) or b"")
@@ -115,18 +117,25 @@ def wait_until(what: str, done: Callable[[], bool], server: Gateway) -> None:
 @contextlib.contextmanager
 def one_connection_per_worker(server: Gateway, workers: list[int]) -> Iterator[dict[int, Connection]]:
     """Open connections until every worker has accepted one; yields worker pid -> its connection."""
+    with connections_per_worker(server, workers, 1) as owned:
+        yield {pid: connections[0] for pid, connections in owned.items()}
+
+
+@contextlib.contextmanager
+def connections_per_worker(server: Gateway, workers: list[int], count: int) -> Iterator[dict[int, list[Connection]]]:
+    """Open connections until every worker has accepted ``count``; yields worker pid -> its connections."""
     held: list[Connection] = []
-    owned: dict[int, Connection] = {}
+    owned: dict[int, list[Connection]] = {pid: [] for pid in workers}
     try:
-        while set(owned) != set(workers):
-            assert len(held) < 200, f"only workers {sorted(owned)} of {workers} accepted connections"
+        while any(len(connections) < count for connections in owned.values()):
+            assert len(held) < 400, f"the workers accepted {[len(c) for c in owned.values()]} of {count} each"
             connection = Connection(server.port)
             held.append(connection)
             connection.request("GET", "/healthz")  # answered: accepted by a worker, past its lifespan startup
             inode = connection.server_inode(server.port)
             owner = next((pid for pid in workers if inode in socket_inodes(pid)), None)
-            if owner is not None:
-                owned.setdefault(owner, connection)
+            if owner is not None and len(owned[owner]) < count:
+                owned[owner].append(connection)
         yield owned
     finally:
         for connection in held:

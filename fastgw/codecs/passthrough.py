@@ -32,6 +32,14 @@ class Peek(msgspec.Struct):
     model: str
     stream: bool = False
     prompt_cache_key: str | None = None
+    max_tokens: int | None = None  # Anthropic, Chat (legacy)
+    max_completion_tokens: int | None = None  # Chat
+    max_output_tokens: int | None = None  # Responses
+
+    @property
+    def output_cap(self) -> int:
+        """The most output the client allowed (0 when it set no cap)."""
+        return self.max_tokens or self.max_completion_tokens or self.max_output_tokens or 0
 
 
 _peek_decoder = msgspec.json.Decoder(Peek)

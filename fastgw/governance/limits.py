@@ -173,9 +173,7 @@ class SQLiteLimiter:
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
-        return Reservation(
-            tokens=tokens, tpm=tuple(tpm), concurrency=tuple(concurrency), budgets=tuple(budgets)
-        )
+        return Reservation(tokens=tokens, tpm=tuple(tpm), concurrency=tuple(concurrency), budgets=tuple(budgets))
 
     def _settle(self, reservation: Reservation, tokens: int | None, cost: float, now: float) -> None:
         with self._lock:

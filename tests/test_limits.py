@@ -1,0 +1,157 @@
+"""Limits and budgets of gateway keys and teams: requests and tokens per minute, concurrency, USD per day, held
+across worker processes; a request over one fails at once with 429 in the client's dialect, a ``retry-after`` and a
+message naming the limit."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import functools
+import io
+import os
+import signal
+from pathlib import Path
+
+import anthropic
+import httpx
+import openai
+import pytest
+import trio
+
+from fastgw import cli
+from fastgw.testing.fake_upstream import FakeUpstream, Prompt, Script
+from tests.conftest import Gateways, Running, gateway_config, in_thread
+from tests.test_reload_signals import connections_per_worker, write_config
+from tests.test_serve import Gateway, clean_env, free_port, worker_pids
+
+HELLO = [{"role": "user", "content": "hello"}]
+
+
+def fastgw(*argv: str) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli.main(list(argv)) == 0
+    return out.getvalue().strip().splitlines()[-1]
+
+
+async def _start(gateways: Gateways, fake: FakeUpstream, tmp_path: Path) -> tuple[Running, str]:
+    routes = [{"match": "claude-*", "to": "anthropic:fake-text"}, {"match": "*", "to": "openai"}]
+    config = gateway_config(fake, routes=routes)
+    path = tmp_path / "fastgw.toml"
+    path.write_text(f'data_dir = "{config.data_dir}"\n')
+    return await gateways.start(config), str(path)
+
+
+async def test_a_team_limit_caps_its_keys_even_when_a_key_allows_more(
+    gateways: Gateways, fake: FakeUpstream, tmp_path: Path
+) -> None:
+    gateway, config = await _start(gateways, fake, tmp_path)
+    fastgw("teams", "create", "small", "--rpm", "2", "--config", config)
+    key = fastgw("keys", "create", "--name", "generous", "--team", "small", "--rpm", "100", "--config", config)
+    other = fastgw("keys", "create", "--name", "teammate", "--team", "small", "--config", config)
+    with anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0) as claude:
+        await in_thread(lambda: claude.messages.create(model="claude-x", max_tokens=20, messages=HELLO))
+        with openai.OpenAI(base_url=gateway.url + "/v1", api_key=other, max_retries=0) as oai:
+            await in_thread(lambda: oai.responses.create(model="gpt-x", input="hi"))  # the team's second request
+            with pytest.raises(openai.RateLimitError) as responses:
+                await in_thread(lambda: oai.responses.create(model="gpt-x", input="hi"))
+        with pytest.raises(anthropic.RateLimitError) as messages:
+            await in_thread(lambda: claude.messages.create(model="claude-x", max_tokens=20, messages=HELLO))
+    for error in (messages.value, responses.value):
+        assert error.status_code == 429 and "team small is over its rpm limit of 2" in error.message
+        assert 1 <= int(error.response.headers["retry-after"]) <= 30
+    assert messages.value.body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
+    assert len(fake.requests) == 2  # refused before any upstream call
+
+
+async def test_tokens_per_minute_reserve_the_estimate_and_the_output_cap(
+    gateways: Gateways, fake: FakeUpstream, tmp_path: Path
+) -> None:
+    fake.scripts["big"] = Script(text="long read", input_tokens=2500, output_tokens=100)
+    gateway, config = await _start(gateways, fake, tmp_path)
+    key = fastgw("keys", "create", "--name", "t", "--tpm", "3000", "--config", config)
+    async with httpx.AsyncClient(base_url=gateway.url, headers={"authorization": f"Bearer {key}"}) as http:
+        body = {"model": "big", "max_completion_tokens": 2000, "messages": HELLO}
+        assert (await http.post("/v1/chat/completions", json=body)).status_code == 200  # reserved ~2,000, used 2,600
+        body["model"] = "gpt-x"
+        limited = await http.post("/v1/chat/completions", json=body)  # ~2,000 do not fit the 400 left
+        assert limited.status_code == 429 and "tpm limit of 3000" in limited.json()["error"]["message"]
+        small = {"model": "gpt-x", "max_completion_tokens": 100, "messages": HELLO}
+        assert (await http.post("/v1/chat/completions", json=small)).status_code == 200  # settled: the real usage
+
+
+async def test_concurrency_limit(gateways: Gateways, fake: FakeUpstream, tmp_path: Path) -> None:
+    """Real time (the limiter works in a thread, which an autojumping clock would leap over): the first stream takes
+    about a second."""
+    arrived = trio.Event()
+
+    def slow(prompt: Prompt) -> Script:
+        arrived.set()
+        return Script(text="take your time", event_delay=0.2)
+
+    fake.scripts["slow"] = slow
+    gateway, config = await _start(gateways, fake, tmp_path)
+    key = fastgw("keys", "create", "--name", "one-at-a-time", "--concurrency", "1", "--config", config)
+    body = {"model": "slow", "stream": True, "messages": HELLO}
+    async with httpx.AsyncClient(base_url=gateway.url, headers={"authorization": f"Bearer {key}"}, timeout=600) as http:
+        statuses: list[int] = []
+
+        async def first() -> None:
+            statuses.append((await http.post("/v1/chat/completions", json=body)).status_code)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(first)
+            await arrived.wait()  # the first is in flight upstream
+            second = await http.post("/v1/chat/completions", json=body)
+            assert second.status_code == 429 and "concurrency limit of 1" in second.json()["error"]["message"]
+        assert statuses == [200]
+        assert (await http.post("/v1/chat/completions", json={**body, "model": "fake-text"})).status_code == 200
+
+
+async def test_a_budget_stops_spend_within_the_requests_in_flight(
+    gateways: Gateways, fake: FakeUpstream, tmp_path: Path
+) -> None:
+    """gpt-5 at its list price: each answer costs a few hundredths of a cent. With a budget smaller than one
+    answer, the requests already admitted finish and the next is refused until the next UTC day."""
+    fake.scripts["gpt-5"] = Script(text="priced", input_tokens=1000, output_tokens=1000, first_byte_delay=0.5)
+    gateway, config = await _start(gateways, fake, tmp_path)
+    key = fastgw("keys", "create", "--name", "thrifty", "--budget-day", "0.001", "--config", config)
+    body = {"model": "gpt-5", "messages": HELLO}
+    async with httpx.AsyncClient(base_url=gateway.url, headers={"authorization": f"Bearer {key}"}) as http:
+        async with trio.open_nursery() as nursery:  # three in flight at once: all admitted (nothing spent yet)
+            for _ in range(3):
+                nursery.start_soon(functools.partial(http.post, "/v1/chat/completions", json=body))
+        refused = await http.post("/v1/chat/completions", json=body)
+    assert refused.status_code == 429 and "budget of 0.001 USD per day" in refused.json()["error"]["message"]
+    assert int(refused.headers["retry-after"]) <= 86400
+    assert len(fake.requests) == 3
+
+
+def test_rpm_holds_across_two_worker_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An RPM limit of 5 admits exactly 5 of 8 concurrent requests spread over 2 workers."""
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://unused")  # the config's ${VARS}, for the CLI reading it
+    monkeypatch.setenv("OPENAI_API_KEY", "unused")
+    port = free_port()
+    config = tmp_path / "fastgw.toml"
+    write_config(config, "fake:fake-text")
+    server = Gateway(
+        ["--fake", "--config", str(config), "--workers", "2", "--port", str(port)], port, tmp_path, env=clean_env()
+    )
+    try:
+        server.wait_ready()
+        key = fastgw("keys", "create", "--name", "five", "--rpm", "5", "--config", str(config))
+        pids = worker_pids(server.pid)
+        with connections_per_worker(server, pids, 4) as owned:
+            connections = [c for pid in pids for c in owned[pid]]
+            message = {"model": "m", "max_tokens": 16, "messages": HELLO}
+            auth = [("authorization", f"Bearer {key}")]
+            with concurrent.futures.ThreadPoolExecutor(8) as pool:
+                results = list(pool.map(lambda c: c.request("POST", "/v1/messages", message, extra=auth), connections))
+        statuses = sorted(status for status, _ in results)
+        assert statuses == [200] * 5 + [429] * 3
+        assert all("rpm limit of 5" in body["error"]["message"] for status, body in results if status == 429)
+        os.kill(server.pid, signal.SIGTERM)
+        assert server.wait_exit() == 0, server.stderr()
+        assert key not in server.stderr()
+    finally:
+        server.kill()
