@@ -68,6 +68,7 @@ class UsageRecorder:
         self._closing = False
         self._running = False
         self._done = trio.Event()
+        self._flushed = trio.Event()  # set after each written batch (``wait_written``)
         self._written = self._dropped = self._flushes = self._failures = 0
         self._flush_seconds = 0.0
 
@@ -121,10 +122,17 @@ class UsageRecorder:
             self._flushes += 1
             self._flush_seconds += time.perf_counter() - began
             self._written += written
+            self._flushed.set()
 
     def _write(self, batch: list[Outcome]) -> int:
         catalog = self._catalog()
         return self.store.write([from_outcome(o, _info(catalog, o.upstream_model)) for o in batch])
+
+    async def wait_written(self, count: int) -> None:
+        """Wait until ``count`` records in all have been written (for tests and benchmarks)."""
+        while self._written < count:
+            self._flushed = trio.Event()
+            await self._flushed.wait()
 
     async def aclose(self) -> None:
         """Stop taking outcomes; returns once what was pending is written (by ``run``, or here if it is not running)."""
