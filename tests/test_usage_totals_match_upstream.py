@@ -131,7 +131,7 @@ async def test_usage_totals_equal_what_every_upstream_reported_in_every_dialect_
     for client in CLIENTS:
         for upstream in UPSTREAMS:
             for stream in (False, True):
-                await in_thread(lambda: _call(gateway.url, client, upstream, stream))
+                await trio.to_thread.run_sync(_call, gateway.url, client, upstream, stream)
     await gateway.stop()  # lifespan shutdown flushes the metering writer
     usage = gateway.app.runtime.services.usage
     assert usage is not None and usage.metering().written == 18 and usage.metering().dropped == 0
