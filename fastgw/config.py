@@ -197,7 +197,7 @@ class Config(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
         timeouts: upstream phase timeouts.
         max_body_bytes: the largest request body accepted (413 above it).
         graceful_timeout: seconds in-flight requests get to finish after SIGTERM.
-        data_dir: where embedded state lives (stored Responses-API responses, in SQLite).
+        data_dir: where embedded state lives (stored Responses-API responses and the usage table, in SQLite).
         responses_ttl: seconds a stored response (``store: true``) can be continued or fetched.
         metering: the usage writer (``data_dir``/usage.sqlite3, read by ``fastgw usage``).
     """
