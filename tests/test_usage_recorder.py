@@ -27,8 +27,7 @@ def _outcome(i: int, **fields: object) -> Outcome:
 
 
 def _recorder(tmp_path: Path, **knobs: float) -> UsageRecorder:
-    catalog = Catalog()
-    return UsageRecorder(UsageStore(str(tmp_path)), lambda: catalog, **knobs)  # type: ignore[arg-type]
+    return UsageRecorder(UsageStore(str(tmp_path)), Catalog(), **knobs)  # type: ignore[arg-type]
 
 
 async def _count(store: UsageStore) -> int:
