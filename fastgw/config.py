@@ -222,7 +222,8 @@ class Config(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
         timeouts: upstream phase timeouts.
         max_body_bytes: the largest request body accepted (413 above it).
         graceful_timeout: seconds in-flight requests get to finish after SIGTERM.
-        data_dir: where embedded state lives (stored Responses-API responses, gateway keys and teams, in SQLite).
+        data_dir: where embedded state lives (stored Responses-API responses, gateway keys and teams, limit
+            counters and the usage table, in SQLite).
         auth: ``auto``: gateway keys are required once any exists; ``required``: always.
         org: allowlists and limits over every gateway key.
         trusted_proxies: networks (CIDR) of the load balancers whose ``X-Forwarded-For`` names the client.

@@ -55,13 +55,12 @@ class Services:
         # By default the memory recorder only counts: a thousand kept outcomes cost ~30 us of garbage-collector time
         # per request (bench). Tests pass one that keeps them.
         recorders: list[Recorder] = [recorder if recorder is not None else MemoryRecorder(keep=0)]
-        self.catalog = Catalog(tuple(config.models.items()))  # the current routing state's: its prices meter
         self.usage: UsageRecorder | None = None
         metering = config.metering
         if metering.enabled:
             self.usage = UsageRecorder(
                 UsageStore(config.data_dir),
-                lambda: self.catalog,
+                Catalog(tuple(config.models.items())),  # replaced by each routing state's (``Runtime``)
                 interval=metering.interval,
                 batch_size=metering.batch_size,
                 max_pending=metering.max_pending,
@@ -180,7 +179,8 @@ class Runtime:
     def __init__(self, config: Config, *, sources: Sources = SYSTEM, recorder: Recorder | None = None) -> None:
         self.services = Services(config, sources, recorder)
         self.state = RoutingState(config, self.services, generation=1)
-        self.services.catalog = self.state.catalog
+        if self.services.usage is not None:
+            self.services.usage.use_catalog(self.state.catalog)
 
     def reload(self, config: Config) -> RoutingState:
         """Build the routing state of ``config`` and make it current; requests in flight keep the old one.
@@ -192,7 +192,8 @@ class Runtime:
         self.services.access.configure(config)
         self.services.affinity.configure(config.routing)
         self.state = state
-        self.services.catalog = state.catalog
+        if self.services.usage is not None:  # requests that ended so far are priced at the old prices
+            self.services.usage.use_catalog(state.catalog)
         return state
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

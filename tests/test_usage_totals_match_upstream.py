@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
+import msgspec
 import openai
 import pytest
 import trio
@@ -131,7 +132,7 @@ async def test_usage_totals_equal_what_every_upstream_reported_in_every_dialect_
     for client in CLIENTS:
         for upstream in UPSTREAMS:
             for stream in (False, True):
-                await in_thread(lambda: _call(gateway.url, client, upstream, stream))
+                await trio.to_thread.run_sync(_call, gateway.url, client, upstream, stream)
     await gateway.stop()  # lifespan shutdown flushes the metering writer
     usage = gateway.app.runtime.services.usage
     assert usage is not None and usage.metering().written == 18 and usage.metering().dropped == 0
@@ -197,13 +198,21 @@ def _cli(argv: list[str]) -> str:
     return out.getvalue()
 
 
-async def test_config_prices_override_the_catalogs(gateways: Gateways, fake: FakeUpstream) -> None:
+async def test_config_prices_override_the_catalogs_and_reload(gateways: Gateways, fake: FakeUpstream) -> None:
     fake.scripts.update(SCRIPTS)
     config = _config(fake, models={"gpt-5": {"input_price": 100.0, "output_price": 1000.0}})
     gateway = await gateways.start(config)
     await in_thread(lambda: _call(gateway.url, "openai-chat", "chat", False))
+    # a reload reprices what is metered from then on (the data_dir stays: it is read at start)
+    reloaded = msgspec.structs.replace(
+        _config(fake, models={"gpt-5": {"cache_read_price": 7.0}}), data_dir=config.data_dir
+    )
+    gateway.app.runtime.reload(reloaded)
+    await in_thread(lambda: _call(gateway.url, "openai-chat", "chat", False))
     await gateway.stop()
-    [row] = await trio.to_thread.run_sync(rollup.totals, UsageStore(config.data_dir), "model")
+    store = UsageStore(config.data_dir)
+    first, second = await trio.to_thread.run_sync(store.query, "SELECT cost_usd FROM usage ORDER BY started_at")
     # input and output repriced; cache reads keep the built-in row's price, and gpt-5's capabilities stay
-    assert row["cost_usd"] == pytest.approx((800 * 100.0 + 50 * 1000.0 + 200 * 0.125) / 1e6)
+    assert first["cost_usd"] == pytest.approx((800 * 100.0 + 50 * 1000.0 + 200 * 0.125) / 1e6)
+    assert second["cost_usd"] == pytest.approx((800 * 1.25 + 50 * 10.0 + 200 * 7.0) / 1e6)
     assert gateway.app.runtime.state.catalog.lookup("gpt-5").token_param == "max_completion_tokens"

@@ -13,13 +13,12 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
 
 import msgspec
 import trio
 
 from fastgw.catalog import Catalog, ModelInfo
-from fastgw.metering.record import from_outcome
+from fastgw.metering.record import UsageRecord, from_outcome
 from fastgw.metering.store import UsageStore
 from fastgw.outcome import Outcome, RecorderStatistics
 
@@ -39,11 +38,11 @@ class MeteringStatistics(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class UsageRecorder:
-    """Writes one ``UsageRecord`` per outcome to ``store``, priced by the catalog ``catalog()`` returns then.
+    """Writes one ``UsageRecord`` per outcome to ``store``, priced by the catalog current when the request ended.
 
     Args:
         store: the usage table.
-        catalog: the current catalog (a reload can change prices; a batch is priced when it is written).
+        catalog: the current config's catalog (its prices); a reload hands over the next one (``use_catalog``).
         interval: seconds between flushes.
         batch_size: pending outcomes that trigger a flush before ``interval`` is up.
         max_pending: the most outcomes held; beyond it ``record`` drops and counts.
@@ -52,7 +51,7 @@ class UsageRecorder:
     def __init__(
         self,
         store: UsageStore,
-        catalog: Callable[[], Catalog],
+        catalog: Catalog,
         *,
         interval: float = 1.0,
         batch_size: int = 1000,
@@ -63,11 +62,12 @@ class UsageRecorder:
         self._interval = interval
         self._batch_size = batch_size
         self._max_pending = max_pending
-        self._pending: list[Outcome] = []
+        self._pending: list[Outcome | UsageRecord] = []  # records: priced already, under an earlier catalog
         self._wake = trio.Event()
         self._closing = False
         self._running = False
         self._done = trio.Event()
+        self._flushed = trio.Event()  # set after each written batch (``wait_written``)
         self._written = self._dropped = self._flushes = self._failures = 0
         self._flush_seconds = 0.0
 
@@ -102,7 +102,7 @@ class UsageRecorder:
             began = time.perf_counter()
             try:
                 # Not abandoned on cancel: a transaction that started finishes, so a row is written once or not at all.
-                written = await trio.to_thread.run_sync(self._write, batch)
+                written = await trio.to_thread.run_sync(self._write, batch, self._catalog)
             except (sqlite3.Error, OSError) as error:  # locked past the busy timeout, disk full: retry next time
                 self._failures += 1
                 log.warning("metering: writing %d usage records failed (%s); retrying", len(batch), error)
@@ -121,10 +121,24 @@ class UsageRecorder:
             self._flushes += 1
             self._flush_seconds += time.perf_counter() - began
             self._written += written
+            self._flushed.set()
 
-    def _write(self, batch: list[Outcome]) -> int:
-        catalog = self._catalog()
-        return self.store.write([from_outcome(o, _info(catalog, o.upstream_model)) for o in batch])
+    def _write(self, batch: list[Outcome | UsageRecord], catalog: Catalog) -> int:
+        return self.store.write([_priced(item, catalog) for item in batch])
+
+    def use_catalog(self, catalog: Catalog) -> None:
+        """Price what is pending at the prices it was served under, and later outcomes with ``catalog`` (a reload).
+
+        Synchronous, on the event loop: at most ``max_pending`` records to build, once per reload."""
+        old = self._catalog
+        self._pending = [_priced(item, old) for item in self._pending]
+        self._catalog = catalog
+
+    async def wait_written(self, count: int) -> None:
+        """Wait until ``count`` records in all have been written (for tests and benchmarks)."""
+        while self._written < count:
+            self._flushed = trio.Event()
+            await self._flushed.wait()
 
     async def aclose(self) -> None:
         """Stop taking outcomes; returns once what was pending is written (by ``run``, or here if it is not running)."""
@@ -150,5 +164,8 @@ class UsageRecorder:
         )
 
 
-def _info(catalog: Catalog, model: str | None) -> ModelInfo | None:
-    return None if model is None else catalog.lookup(model)
+def _priced(item: Outcome | UsageRecord, catalog: Catalog) -> UsageRecord:
+    if isinstance(item, UsageRecord):
+        return item
+    info: ModelInfo | None = None if item.upstream_model is None else catalog.lookup(item.upstream_model)
+    return from_outcome(item, info)

@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from fastgw.metering.record import UsageRecord
 
 FILENAME = "usage.sqlite3"
@@ -50,7 +52,7 @@ _INSERT = f"INSERT OR IGNORE INTO usage ({', '.join(COLUMNS)}) VALUES ({', '.joi
 
 
 def _row(record: UsageRecord) -> tuple[Any, ...]:
-    return tuple(getattr(record, column) for column in COLUMNS)
+    return msgspec.structs.astuple(record)  # fields in COLUMNS order
 
 
 class UsageStore:
