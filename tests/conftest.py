@@ -25,7 +25,7 @@ from hypercorn.trio import serve
 
 from fastgw import config as config_module
 from fastgw.canon.sources import SYSTEM, Sources
-from fastgw.outcome import MemoryRecorder
+from fastgw.outcome import MemoryRecorder, Recorder
 from fastgw.server.app import App
 from fastgw.server.serve import hypercorn_config
 from fastgw.testing.fake_upstream import FakeUpstream
@@ -129,11 +129,12 @@ class Gateways:
         sources: Sources = SYSTEM,
         config_path: str | None = None,
         signals: bool = False,
+        recorder: Recorder | None = None,
     ) -> Running:
-        """Serve ``config`` (read from ``config_path``, which a reload re-reads); ``signals`` reloads on SIGHUP."""
-        app = App(  # the recorder keeps recent outcomes for the tests
-            config, sources=sources, recorder=MemoryRecorder(), config_path=config_path, signals=signals
-        )
+        """Serve ``config`` (read from ``config_path``, which a reload re-reads); ``signals`` reloads on SIGHUP;
+        ``recorder`` defaults to a ``MemoryRecorder`` that keeps recent outcomes for the tests."""
+        recorder = MemoryRecorder() if recorder is None else recorder
+        app = App(config, sources=sources, recorder=recorder, config_path=config_path, signals=signals)
         hc = hypercorn_config("127.0.0.1", 0, 1, 2.0)
         hc.errorlog = None
         stop, stopped = trio.Event(), trio.Event()
