@@ -293,13 +293,17 @@ def default_recorders(cost: Callable[[Outcome], float | None] | None = None) -> 
     return Recorders(recorders)
 
 
+_PREFIX = "fastgw-metrics-"
+
+
 @contextlib.contextmanager
 def multiprocess_dir() -> Iterator[str]:
     """Set ``PROMETHEUS_MULTIPROC_DIR`` for worker processes about to be spawned, and clean it.
 
     An operator's directory (the variable already set) is emptied of the previous run's files; otherwise a fresh
-    temporary one is made and removed on exit. Spawned workers inherit the environment, so their client library
-    starts in multiprocess mode.
+    temporary one (named after this process) is made and removed on exit, and those of supervisors that died
+    without removing theirs (SIGKILL) are removed first. Spawned workers inherit the environment, so their client
+    library starts in multiprocess mode.
     """
     given = os.environ.get(MULTIPROC_ENV)
     if given:
@@ -308,10 +312,25 @@ def multiprocess_dir() -> Iterator[str]:
             os.remove(stale)
         yield given
         return
-    made = tempfile.mkdtemp(prefix="fastgw-metrics-")
+    _sweep(tempfile.gettempdir())
+    made = tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-")
     os.environ[MULTIPROC_ENV] = made
     try:
         yield made
     finally:
         os.environ.pop(MULTIPROC_ENV, None)
         shutil.rmtree(made, ignore_errors=True)
+
+
+def _sweep(root: str) -> None:
+    """Remove the metrics directories of supervisors that are gone."""
+    for path in glob.glob(os.path.join(root, f"{_PREFIX}*-*")):
+        pid = os.path.basename(path)[len(_PREFIX) :].partition("-")[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except PermissionError:
+            pass  # alive, someone else's

@@ -8,6 +8,9 @@ outcomes are the independent account the metrics are checked against.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -293,8 +296,17 @@ def test_the_multiprocess_directory_is_set_for_the_workers_and_cleaned(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv(MULTIPROC_ENV, raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    left = [tmp_path / f"fastgw-metrics-{dead.pid}-abc", tmp_path / f"fastgw-metrics-{os.getppid()}-def"]
+    for directory in left:  # one of a supervisor killed without cleaning up, one of a live one
+        directory.mkdir()
+        (directory / "counter_1.db").write_bytes(b"old")
     with multiprocess_dir() as made:
         assert os.environ[MULTIPROC_ENV] == made and os.path.isdir(made)
+        assert os.path.basename(made).startswith(f"fastgw-metrics-{os.getpid()}-")
+        assert (not left[0].exists(), left[1].exists()) == (True, True)
     assert MULTIPROC_ENV not in os.environ and not os.path.exists(made)
 
     given = tmp_path / "prometheus"

@@ -2,7 +2,8 @@
 workers served (prometheus-client's multiprocess mode, set up by the supervisor); the runtime gauges are the
 answering worker's, labelled with its pid.
 
-As in ``test_reload_signals.py``, each worker is reached through a kept-alive connection it accepted.
+As in ``test_reload_signals.py``, each worker is reached through a kept-alive connection it accepted. The gateway runs
+as ``python -m tests.metrics_serve`` (workers that record into ``default_recorders()``) until that is the default.
 """
 
 from __future__ import annotations
@@ -73,6 +74,13 @@ def test_one_scrape_shows_the_requests_of_every_worker(tmp_path: Path) -> None:
         server.wait_ready()
         pids = worker_pids(server.pid)
         assert len(pids) == 2
+        environ = dict(
+            entry.split(b"=", 1)
+            for entry in Path(f"/proc/{pids[0]}/environ").read_bytes().split(b"\0")
+            if b"=" in entry
+        )
+        directory = Path(environ[b"PROMETHEUS_MULTIPROC_DIR"].decode())
+        assert directory.is_dir() and directory.name.startswith(f"fastgw-metrics-{server.pid}-")
         with one_connection_per_worker(server, pids) as owned:
             served = {pids[0]: 3, pids[1]: 2}
             for pid, count in served.items():
@@ -102,6 +110,7 @@ def test_one_scrape_shows_the_requests_of_every_worker(tmp_path: Path) -> None:
         os.kill(server.pid, signal.SIGTERM)
         assert server.wait_exit() == 0, server.stderr()
         assert "Traceback" not in server.stderr()
+        assert not directory.exists()  # the supervisor removed the directory it made
         assert_group_gone(server)
     finally:
         server.kill()
