@@ -27,7 +27,7 @@ from hypercorn.trio import serve
 
 from fastgw import config as config_module
 from fastgw.canon.sources import SYSTEM, Sources
-from fastgw.outcome import MemoryRecorder
+from fastgw.outcome import MemoryRecorder, Recorder
 from fastgw.server.app import App
 from fastgw.server.serve import hypercorn_config
 from fastgw.testing.fake_upstream import FakeUpstream
@@ -131,17 +131,18 @@ class Gateways:
         sources: Sources = SYSTEM,
         config_path: str | None = None,
         signals: bool = False,
+        recorder: Recorder | None = None,
     ) -> Running:
-        """Serve ``config`` (read from ``config_path``, which a reload re-reads); ``signals`` reloads on SIGHUP.
+        """Serve ``config`` (read from ``config_path``, which a reload re-reads); ``signals`` reloads on SIGHUP;
+        ``recorder`` defaults to a ``MemoryRecorder`` that keeps recent outcomes for the tests.
 
         Under an autojumping ``MockClock`` metering is off: its writer waits on a thread, which the clock takes for
         idleness and jumps past every deadline (the metering tests run on the real clock).
         """
         if isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock):
             config = msgspec.structs.replace(config, metering=config_module.Metering(enabled=False))
-        app = App(  # the recorder keeps recent outcomes for the tests
-            config, sources=sources, recorder=MemoryRecorder(), config_path=config_path, signals=signals
-        )
+        recorder = MemoryRecorder() if recorder is None else recorder
+        app = App(config, sources=sources, recorder=recorder, config_path=config_path, signals=signals)
         hc = hypercorn_config("127.0.0.1", 0, 1, 2.0)
         hc.errorlog = None
         stop, stopped = trio.Event(), trio.Event()

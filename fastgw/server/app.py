@@ -151,6 +151,8 @@ class App:
         elif path == "/readyz":
             status = 200 if self.ready else 503
             await out.respond(status, JSON, b'{"ready":%s}' % (b"true" if self.ready else b"false"))
+        elif path == "/metrics":
+            await handlers.metrics(self.runtime, headers, out)
         elif path == "/v1/models":
             await handlers.models(self.runtime, out, anthropic="anthropic-version" in headers, created=self._started)
         else:

@@ -1,4 +1,5 @@
-"""Endpoints the gateway answers itself, without an upstream: token counting, the model list, stored responses."""
+"""Endpoints the gateway answers itself, without an upstream: token counting, the model list, stored responses,
+metrics."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from fastgw.codecs.anthropic.render import count_tokens_body
 from fastgw.governance.access import Access, Caller
 from fastgw.pipeline import JSON, Sink
 from fastgw.runtime import Runtime
+from fastgw.server import metrics as metrics_module
 
 _encoder = msgspec.json.Encoder()
 
@@ -64,6 +66,13 @@ async def stored_response(runtime: Runtime, response_id: str, out: Sink, *, dele
         await out.respond(200, JSON, await continuations.delete(response_id))
     else:
         await out.respond(200, JSON, await continuations.get(response_id))
+
+
+async def metrics(runtime: Runtime, headers: dict[str, str], out: Sink) -> None:
+    """``GET /metrics``: Prometheus text exposition (``fastgw.server.metrics``); open unless
+    ``FASTGW_METRICS_TOKEN`` is set."""
+    metrics_module.authorize(headers)
+    await out.respond(200, metrics_module.HEADERS, metrics_module.exposition(runtime))
 
 
 def _iso(timestamp: int) -> str:

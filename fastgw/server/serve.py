@@ -19,6 +19,7 @@ import time
 import trio
 from hypercorn.config import Config as HypercornConfig
 
+from fastgw.metrics import multiprocess_dir
 from fastgw.server import coalesce
 from fastgw.server.admin import SUPERVISOR_ENV
 from fastgw.server.app import App
@@ -73,8 +74,14 @@ def run_workers(config: HypercornConfig) -> int:
     in-flight streams, and keeps the listening socket open in the parent so new connections queue until it exits),
     shutdown waits for *every* worker to drain, and only the workers hold the listening sockets. SIGHUP is forwarded
     to every worker (each reloads its config); workers find this process in ``FASTGW_SUPERVISOR_PID`` and SIGHUP it
-    after a ``POST /admin/reload``, so the reload reaches them all.
+    after a ``POST /admin/reload``, so the reload reaches them all. The workers' metrics meet in
+    ``PROMETHEUS_MULTIPROC_DIR`` (``fastgw.metrics.multiprocess_dir``), emptied before they start.
     """
+    with multiprocess_dir():  # every worker's counters in one place, summed by whichever worker is scraped
+        return _run_workers(config)
+
+
+def _run_workers(config: HypercornConfig) -> int:
     import multiprocessing
     from multiprocessing.connection import wait
 
