@@ -58,6 +58,7 @@ class Sink(Protocol):
     ended: bool
     status: int
     first_byte_at: float | None
+    before_end: Callable[[], Awaitable[None]] | None  # awaited once, before the last bytes go out
 
     async def start(self, status: int, headers: Headers) -> None: ...
     async def write(self, data: bytes) -> None: ...
@@ -141,6 +142,17 @@ class Pipeline:
         outcome = Outcome(id=self.sources.serial_id("req"), started_at=self.sources.now(), dialect=dialect)
         services = self.runtime.services
         reservation: Reservation | None = None
+
+        async def settle() -> None:
+            """Release the request's limits with what it used: before its last byte (a client's next request must
+            not find it still counted), or when it ends without one."""
+            nonlocal reservation
+            held, reservation = reservation, None
+            if held is not None:
+                usage = outcome.usage
+                used = None if usage is None else usage.total_input + usage.output_tokens
+                await services.limiter.settle(held, used, services.cost(outcome) or 0.0)
+
         try:
             outcome.client = client_kind(headers)
             outcome.project = headers.get("x-fastgw-project")
@@ -149,6 +161,8 @@ class Pipeline:
             outcome.principal, outcome.team = caller.principal, caller.team
             plan = self._plan(state, inbound, caller, headers, body, outcome)
             reservation = await services.limiter.admit(caller, (plan.estimate or len(body) // 4) + plan.output_cap)
+            if reservation is not None:
+                out.before_end = settle
             with trio.move_on_after(state.config.timeouts.total) as deadline:
                 await self._serve(state, plan, inbound, headers, body, out, outcome)
             if deadline.cancelled_caught:

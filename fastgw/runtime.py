@@ -20,9 +20,11 @@ from fastgw.config import Config
 from fastgw.governance.access import Access, AccessStatistics
 from fastgw.governance.keys import KeyStore
 from fastgw.governance.limits import Limiter, LimiterStatistics, SQLiteLimiter
+from fastgw.metering.record import cost
 from fastgw.metering.recorder import UsageRecorder
 from fastgw.metering.store import UsageStore
-from fastgw.outcome import MemoryRecorder, Recorder, Recorders, RecorderStatistics
+from fastgw.metrics import MetricsRecorder
+from fastgw.outcome import MemoryRecorder, Outcome, Recorder, Recorders, RecorderStatistics
 from fastgw.route.health import Health, KeyView
 from fastgw.route.router import Affinity, Router
 from fastgw.route.table import RouteStatistics, RouteTable
@@ -36,8 +38,9 @@ class Services:
     """The worker's long-lived services, built once from the first config.
 
     ``data_dir``, ``responses_ttl`` and ``metering`` are read at start; changing them needs a restart, not a reload.
-    ``recorder`` fans every outcome out to the metering writer (``usage``; None when metering is off) and to the
-    recorder passed in (tests pass a ``MemoryRecorder`` and find it again with ``recorder.find``).
+    ``recorder`` fans every outcome out to the metering writer (``usage``; None when metering is off), the
+    Prometheus ``metrics`` and the recorder passed in (tests pass a ``MemoryRecorder`` and find it again with
+    ``recorder.find``).
     """
 
     def __init__(self, config: Config, sources: Sources = SYSTEM, recorder: Recorder | None = None) -> None:
@@ -55,18 +58,32 @@ class Services:
         # By default the memory recorder only counts: a thousand kept outcomes cost ~30 us of garbage-collector time
         # per request (bench). Tests pass one that keeps them.
         recorders: list[Recorder] = [recorder if recorder is not None else MemoryRecorder(keep=0)]
+        self.catalog = Catalog(tuple(config.models.items()))  # the current routing state's (``Runtime``): its prices
+        given = _find_metrics(recorders[0])  # a test may bring its own
+        self.metrics = given if given is not None else MetricsRecorder(cost=self.cost)
+        if given is None:
+            recorders.insert(0, self.metrics)
         self.usage: UsageRecorder | None = None
         metering = config.metering
         if metering.enabled:
             self.usage = UsageRecorder(
                 UsageStore(config.data_dir),
-                Catalog(tuple(config.models.items())),  # replaced by each routing state's (``Runtime``)
+                self.catalog,  # replaced by each routing state's (``Runtime``)
                 interval=metering.interval,
                 batch_size=metering.batch_size,
                 max_pending=metering.max_pending,
             )
             recorders.insert(0, self.usage)
         self.recorder = Recorders(recorders)
+
+    def cost(self, outcome: Outcome) -> float | None:
+        """What ``outcome`` cost in USD at the current catalog's prices of the model that served it (None: unknown)."""
+        usage = outcome.usage
+        if usage is None or outcome.upstream_model is None:
+            return None
+        info = self.catalog.lookup(outcome.upstream_model)
+        usd, priced = cost(info, usage.input_tokens, usage.output_tokens, usage.cache_read, usage.cache_write)
+        return usd if priced else None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the background services until ``aclose`` lets them finish."""
@@ -99,6 +116,14 @@ class RouteView(msgspec.Struct, frozen=True, kw_only=True):
 
     name: str
     levels: list[list[TargetView]]
+
+
+def _find_metrics(recorder: Recorder) -> MetricsRecorder | None:
+    if isinstance(recorder, MetricsRecorder):
+        return recorder
+    if isinstance(recorder, Recorders):
+        return next((m for each in recorder.recorders if (m := _find_metrics(each)) is not None), None)
+    return None
 
 
 class RoutingState:
@@ -179,6 +204,7 @@ class Runtime:
     def __init__(self, config: Config, *, sources: Sources = SYSTEM, recorder: Recorder | None = None) -> None:
         self.services = Services(config, sources, recorder)
         self.state = RoutingState(config, self.services, generation=1)
+        self.services.catalog = self.state.catalog
         if self.services.usage is not None:
             self.services.usage.use_catalog(self.state.catalog)
 
@@ -192,6 +218,7 @@ class Runtime:
         self.services.access.configure(config)
         self.services.affinity.configure(config.routing)
         self.state = state
+        self.services.catalog = state.catalog
         if self.services.usage is not None:  # requests that ended so far are priced at the old prices
             self.services.usage.use_catalog(state.catalog)
         return state

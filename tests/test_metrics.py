@@ -165,10 +165,16 @@ async def test_metrics_need_the_token_only_when_one_is_set(
     assert allowed.status_code == 200 and "metrics-token-for-the-test" not in allowed.text
 
 
-async def test_without_a_metrics_recorder_the_runtime_gauges_still_show(gateways: Gateways, fake: FakeUpstream) -> None:
-    gateway = await gateways.start(gateway_config(fake))
+async def test_every_worker_records_metrics_by_default(gateways: Gateways, fake: FakeUpstream) -> None:
+    gateway = await gateways.start(gateway_config(fake))  # the tests' MemoryRecorder only: metrics come with it
+    async with httpx.AsyncClient(timeout=30) as http:
+        response = await http.post(
+            gateway.url + "/v1/chat/completions",
+            json={"model": "fake-text", "messages": [{"role": "user", "content": "x"}]},
+        )
+    assert response.status_code == 200
     text = (await scrape(gateway)).text
-    assert value(text, "fastgw_config_generation") == 1 and "fastgw_requests_total" not in text
+    assert value(text, "fastgw_config_generation") == 1 and value(text, "fastgw_requests_total", outcome="ok") == 1
     assert value(text, "fastgw_target_status", route="ant-*", target="anthropic", status="ok") == 1
 
 

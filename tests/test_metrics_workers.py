@@ -2,16 +2,13 @@
 workers served (prometheus-client's multiprocess mode, set up by the supervisor); the runtime gauges are the
 answering worker's, labelled with its pid.
 
-As in ``test_reload_signals.py``, each worker is reached through a kept-alive connection it accepted. The gateway runs
-as ``python -m tests.metrics_serve`` (workers that record into ``default_recorders()``) until that is the default.
+As in ``test_reload_signals.py``, each worker is reached through a kept-alive connection it accepted.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import h11
@@ -19,25 +16,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.test_reload_signals import MESSAGE, Connection, one_connection_per_worker, wait_until
 from tests.test_serve import Gateway, assert_group_gone, clean_env, free_port, worker_pids
-
-
-class MetricsGateway(Gateway):
-    """A ``fastgw serve`` subprocess whose workers record metrics (``tests/metrics_serve.py``)."""
-
-    def __init__(self, args: list[str], port: int, directory: Path, env: dict[str, str]) -> None:
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        self.stdout_path = directory / f"gateway-{port}.out"
-        self.stderr_path = directory / f"gateway-{port}.err"
-        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "tests.metrics_serve", "serve", *args],
-                stdout=out,
-                stderr=err,
-                env=env,
-                start_new_session=True,
-                cwd=Path(__file__).resolve().parents[1],
-            )
 
 
 def scrape(connection: Connection) -> str:
@@ -69,7 +47,7 @@ def total(text: str, name: str, **labels: str) -> float:
 
 def test_one_scrape_shows_the_requests_of_every_worker(tmp_path: Path) -> None:
     port = free_port()
-    server = MetricsGateway(["--fake", "--workers", "2", "--port", str(port)], port, tmp_path, env=clean_env())
+    server = Gateway(["--fake", "--workers", "2", "--port", str(port)], port, tmp_path, env=clean_env())
     try:
         server.wait_ready()
         pids = worker_pids(server.pid)
@@ -105,7 +83,10 @@ def test_one_scrape_shows_the_requests_of_every_worker(tmp_path: Path) -> None:
                     for s in f.samples
                     if s.name == "fastgw_recorder"
                 } == {str(pid)}
-                assert total(text, "fastgw_recorder", worker=str(pid), what="recorded") == served[pid]
+                assert (
+                    total(text, "fastgw_recorder", worker=str(pid), recorder="MetricsRecorder", what="recorded")
+                    == served[pid]
+                )
                 assert "fake-key" not in text
         os.kill(server.pid, signal.SIGTERM)
         assert server.wait_exit() == 0, server.stderr()

@@ -46,7 +46,7 @@ class Responder:
     """Writes one HTTP response, whole or streamed (the pipeline's ``Sink``); remembers its status, when the first
     byte went out, and whether the last one did."""
 
-    __slots__ = ("_send", "started", "ended", "status", "first_byte_at")
+    __slots__ = ("_send", "started", "ended", "status", "first_byte_at", "before_end")
 
     def __init__(self, send: Send) -> None:
         self._send = send
@@ -54,6 +54,7 @@ class Responder:
         self.ended = False
         self.status = 0
         self.first_byte_at: float | None = None
+        self.before_end: Callable[[], Awaitable[None]] | None = None
 
     async def start(self, status: int, headers: Headers) -> None:
         self.started = True
@@ -66,6 +67,9 @@ class Responder:
             await self._send({"type": "http.response.body", "body": data, "more_body": True})
 
     async def end(self, data: bytes = b"") -> None:
+        hook, self.before_end = self.before_end, None
+        if hook is not None:  # e.g. release the request's limits before a client can send its next request
+            await hook()
         self.ended = True
         await self._send({"type": "http.response.body", "body": data, "more_body": False})
 
