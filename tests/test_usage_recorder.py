@@ -5,6 +5,8 @@ outcome's kind, its cost at the catalog's prices (unknown prices flagged) and th
 
 from __future__ import annotations
 
+import datetime
+import json
 import sqlite3
 import threading
 import time
@@ -16,6 +18,7 @@ import trio
 from fastgw import config as config_module
 from fastgw.canon.response import Usage
 from fastgw.catalog import Catalog, ModelInfo
+from fastgw.metering import report, rollup
 from fastgw.metering.record import cost, from_outcome, kind_of
 from fastgw.metering.recorder import UsageRecorder
 from fastgw.metering.store import UsageStore
@@ -215,3 +218,45 @@ def test_a_prices_only_config_row_reprices_and_keeps_the_capabilities() -> None:
 def test_bad_metering_config_is_refused(data: dict[str, object], message: str) -> None:
     with pytest.raises(config_module.ConfigError, match=message):
         config_module.from_mapping(data)
+
+
+def test_rollups_group_by_key_team_day_and_month_in_utc(tmp_path: Path) -> None:
+    store = UsageStore(str(tmp_path))
+    jan31_late = datetime.datetime(2026, 1, 31, 23, 30, tzinfo=datetime.UTC).timestamp()
+    feb1 = datetime.datetime(2026, 2, 1, 0, 30, tzinfo=datetime.UTC).timestamp()
+    usage = Usage(input_tokens=10, output_tokens=1)
+    rows = [
+        ("a", "red", jan31_late),
+        ("a", "red", feb1),
+        ("b", "red", feb1),
+        (None, None, feb1),
+    ]
+    store.write(
+        from_outcome(
+            Outcome(id=f"r{i}", started_at=at, dialect="anthropic", principal=key, team=team, usage=usage),
+            ModelInfo(input_price=1.0, output_price=10.0),
+        )
+        for i, (key, team, at) in enumerate(rows)
+    )
+    by_key = rollup.totals(store, "key")
+    assert [(r["key"], r["requests"], r["input_tokens"]) for r in by_key] == [("a", 2, 20), ("b", 1, 10), (None, 1, 10)]
+    assert by_key[0]["cost_usd"] == pytest.approx(2 * (10 * 1.0 + 10.0) / 1e6)
+    assert [(r["team"], r["requests"]) for r in rollup.totals(store, "team")] == [("red", 3), (None, 1)]
+    assert [(r["day"], r["requests"]) for r in rollup.totals(store, "day")] == [("2026-01-31", 1), ("2026-02-01", 3)]
+    assert [(r["month"], r["requests"]) for r in rollup.totals(store, "month", datetime.date(2026, 2, 1))] == [
+        ("2026-02", 3)
+    ]
+    printed = report.render(by_key, "key", "json")
+    assert json.loads(printed)[2] == {
+        "key": None,
+        "requests": 1,
+        "input_tokens": 10,
+        "output_tokens": 1,
+        "cache_read_tokens": 0,
+        "cache_write_tokens": 0,
+        "reasoning_tokens": 0,
+        "cost_usd": pytest.approx(20 / 1e6),
+        "unpriced": 0,
+    }
+    assert report.render(by_key, "key", "csv").splitlines()[3].startswith(",1,10,1,0,0,0,")
+    assert report.render(by_key, "key", "table").splitlines()[3].startswith("-")

@@ -22,7 +22,7 @@ from fastgw.metering import rollup
 from fastgw.metering.record import cost
 from fastgw.metering.store import UsageStore
 from fastgw.testing.fake_upstream import FakeUpstream, Script
-from tests.conftest import Gateways, gateway_config, in_thread
+from tests.conftest import Gateways, gateway_config, in_thread, memory
 
 # Upstream model -> what the fake reports for it (OpenAI semantics: input_tokens includes the cached ones).
 SCRIPTS = {
@@ -118,7 +118,7 @@ def _expected(upstream_model: str, count: int) -> dict[str, Any]:
         "cache_read_tokens": script.cached_tokens * count,
         "cache_write_tokens": 0,
         "reasoning_tokens": reasoning * count,
-        "cost_usd": pytest.approx(price * count, rel=1e-9),
+        "cost_usd": pytest.approx(price * count, abs=1e-9),  # totals are rounded to 9 decimals
         "unpriced": 0,
     }
 
@@ -203,6 +203,8 @@ async def test_config_prices_override_the_catalogs_and_reload(gateways: Gateways
     config = _config(fake, models={"gpt-5": {"input_price": 100.0, "output_price": 1000.0}})
     gateway = await gateways.start(config)
     await in_thread(lambda: _call(gateway.url, "openai-chat", "chat", False))
+    with trio.fail_after(5):  # the client has its answer a moment before the request task records its outcome
+        await memory(gateway).wait_recorded(1)
     # a reload reprices what is metered from then on (the data_dir stays: it is read at start)
     reloaded = msgspec.structs.replace(
         _config(fake, models={"gpt-5": {"cache_read_price": 7.0}}), data_dir=config.data_dir

@@ -55,14 +55,14 @@ def since_epoch(day: datetime.date | None) -> float:
 def totals(store: UsageStore, by: By, since: datetime.date | None = None) -> list[dict[str, Any]]:
     """One row per group (the group column is named ``by``) with ``TOTALS``, for requests from ``since`` (UTC) on.
 
-    Days and months come in order; other groups by cost, then requests, highest first. Blocks: call it in a thread
-    from async code.
+    Days and months come in order; other groups by cost, then requests, highest first (the group of rows without a
+    value, e.g. anonymous callers for ``key``, last among equals). Blocks: call it in a thread from async code.
 
     Raises:
         KeyError: ``by`` is not a known grouping.
     """
     column = GROUPS[by]
-    order = f'"{by}"' if by in ("day", "month") else 'cost_usd DESC, requests DESC, "' + by + '"'
+    order = f'"{by}"' if by in ("day", "month") else f'cost_usd DESC, requests DESC, "{by}" IS NULL, "{by}"'
     sql = f'SELECT {column} AS "{by}", {_SUMS} FROM usage WHERE started_at >= ? GROUP BY 1 ORDER BY {order}'
     rows = store.query(sql, (since_epoch(since),))
     for row in rows:
