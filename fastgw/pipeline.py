@@ -36,6 +36,7 @@ from fastgw.codecs.sse import SSEParser
 from fastgw.errors import ErrorCode, GatewayError, UpstreamError, UpstreamStatusError, UpstreamTimeout
 from fastgw.governance.access import Access, Caller
 from fastgw.governance.limits import Reservation
+from fastgw.logs import REQUEST_ID
 from fastgw.metering.record import cost
 from fastgw.outcome import Attempt, Outcome
 from fastgw.route.failure import Cool, Verdict, classify, verdict_on
@@ -92,6 +93,7 @@ class Plan(msgspec.Struct, kw_only=True):
     estimate: int = 0
     resumed: bool = False
     output_cap: int = 0
+    owner: str | None = None  # the gateway key: stored responses are its alone
 
 
 class _Leg(msgspec.Struct, kw_only=True):
@@ -140,6 +142,7 @@ class Pipeline:
         state = self.runtime.state  # this request finishes on the config it started with
         inbound = registry.INBOUND[dialect]
         outcome = Outcome(id=self.sources.serial_id("req"), started_at=self.sources.now(), dialect=dialect)
+        REQUEST_ID.set(outcome.id)  # this task's log lines name the request (fastgw.logs)
         services = self.runtime.services
         reservation: Reservation | None = None
 
@@ -170,7 +173,7 @@ class Pipeline:
                 raise UpstreamTimeout(f"upstream {outcome.provider} exceeded the total deadline ({total:g}s)")
         except GatewayError as error:
             outcome.error = type(error).__name__
-            await send_error(out, inbound, error, _route_header(outcome) if outcome.attempts else [])
+            await send_error(out, inbound, error, _route_header(outcome))
         except trio.Cancelled:
             if not out.ended:  # a client that leaves after the last byte (closing its connection) got everything
                 outcome.error = "client_gone"
@@ -214,7 +217,9 @@ class Pipeline:
         Access.admit_model(caller, peek.model)
         session = next((headers[name] for name in inbound.session_headers if name in headers), None)
         outcome.session_id = session = session or peek.prompt_cache_key
-        plan = Plan(model=peek.model, stream=peek.stream, session=session, output_cap=peek.output_cap)
+        plan = Plan(
+            model=peek.model, stream=peek.stream, session=session, output_cap=peek.output_cap, owner=caller.principal
+        )
 
         def facts() -> Facts:
             request = self._decode(plan, inbound, body)
@@ -317,7 +322,7 @@ class Pipeline:
         request = self._decode(plan, inbound, body)
         if not plan.resumed:  # a stored conversation this one continues (Responses' previous_response_id)
             plan.resumed = True
-            await self.runtime.services.continuations.resume(request)
+            await self.runtime.services.continuations.resume(request, plan.owner)
         encoded = upstream.codec.encode(request, target.model, ref.info, plan.estimate, target.efforts)
         return _Leg(
             choice=choice,
@@ -378,7 +383,7 @@ class Pipeline:
         request = plan.request
         assert request is not None
         upstream, codec = leg.upstream, leg.upstream.codec
-        keeper = self.runtime.services.continuations.keeper(request, inbound, self.sources)
+        keeper = self.runtime.services.continuations.keeper(request, inbound, self.sources, plan.owner)
         if not request.stream:
             data = await upstream.read(response)
             canonical = codec.decode(data, leg.context, plan.model, plan.estimate, self.sources)
@@ -419,9 +424,12 @@ def _exhausted(plan: Plan, attempts: Attempts) -> GatewayError:
 
 
 def _route_header(outcome: Outcome) -> Headers:
-    """``x-fastgw-route``: a structured-field list (RFC 8941) of the targets passed over (``skipped``), then
-    every attempt in order (``key`` fingerprint, upstream ``status`` or ``error``); the last item is the final
-    target."""
+    """``x-request-id`` (the request's id, as in the logs and the usage table) and, once an upstream was tried,
+    ``x-fastgw-route``: a structured-field list (RFC 8941) of the targets passed over (``skipped``), then every
+    attempt in order (``key`` fingerprint, upstream ``status`` or ``error``); the last item is the final target."""
+    request_id = (b"x-request-id", outcome.id.encode())
+    if not outcome.attempts and not outcome.skipped:
+        return [request_id]
     items = [f'"{label}";skipped="{reason[:80]}"' for label, reason in outcome.skipped]
     for attempt in outcome.attempts:
         item = f'"{attempt.provider}:{attempt.model}";key="{attempt.key}"'
@@ -431,7 +439,7 @@ def _route_header(outcome: Outcome) -> Headers:
             item += f";error={attempt.error}"
         items.append(item)
     value = ", ".join(items).replace("\\", "").encode("latin-1", "replace")
-    return [(b"x-fastgw-route", value)]
+    return [request_id, (b"x-fastgw-route", value)]
 
 
 class _Attempt:

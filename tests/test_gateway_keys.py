@@ -222,3 +222,24 @@ def test_cli_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert fastgw("keys", "create", "--name", "a", "--config", config_file)[0] == 1
     assert "already exists" in capsys.readouterr().err
     assert fastgw("keys", "revoke", "nobody", "--config", config_file)[0] == 1
+
+
+async def test_a_stored_response_is_readable_only_by_the_key_that_made_it(
+    gateways: Gateways, fake: FakeUpstream, tmp_path: Path
+) -> None:
+    gateway, config_file = await _start(gateways, fake, tmp_path)
+    alice, bob = create_key(config_file, "alice"), create_key(config_file, "bob")
+    mine, theirs = _openai(gateway, alice), _openai(gateway, bob)
+    made = await in_thread(lambda: mine.responses.create(model="claude-x", input="remember me", store=True))
+    assert (await in_thread(lambda: mine.responses.retrieve(made.id))).id == made.id
+    with pytest.raises(openai.NotFoundError):
+        await in_thread(lambda: theirs.responses.retrieve(made.id))
+    with pytest.raises(openai.NotFoundError):
+        await in_thread(lambda: theirs.responses.create(model="claude-x", input="and?", previous_response_id=made.id))
+    with pytest.raises(openai.NotFoundError):
+        await in_thread(lambda: theirs.responses.delete(made.id))
+    follow = await in_thread(
+        lambda: mine.responses.create(model="claude-x", input="and?", previous_response_id=made.id)
+    )
+    assert follow.output_text and "remember me" in fake.requests[-1].body.decode()
+    await in_thread(lambda: mine.responses.delete(made.id))

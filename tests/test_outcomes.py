@@ -187,3 +187,28 @@ def test_client_kind_is_read_from_real_client_headers(kind: str, expected: str) 
     assert client_kind({"x-stainless-lang": "python", "anthropic-version": "2023-06-01"}) == "anthropic-sdk"
     assert client_kind({"x-stainless-lang": "js"}) == "openai-sdk"
     assert client_kind({"user-agent": "curl/8"}) == "other"
+
+
+async def test_every_answer_names_its_request_and_json_logs_carry_the_id(
+    gateways: Gateways, fake: FakeUpstream
+) -> None:
+    import logging
+
+    from fastgw.logs import REQUEST_ID, JSONFormatter
+
+    gateway = await gateways.start(gateway_config(fake))
+    async with httpx.AsyncClient(timeout=30) as http:
+        ok = await http.post(gateway.url + "/v1/chat/completions", json={"model": "fake-text", "messages": HELLO})
+        bad = await http.post(gateway.url + "/v1/chat/completions", content=b'{"model": ')
+    recorder = memory(gateway)
+    await recorder.wait_recorded(2)
+    assert [ok.headers["x-request-id"], bad.headers["x-request-id"]] == [o.id for o in recorder.recent]
+    assert bad.status_code == 400 and "x-fastgw-route" not in bad.headers  # nothing was tried upstream
+
+    record = logging.LogRecord("fastgw", logging.WARNING, __file__, 1, "upstream %s slow", ("p",), None)
+    token = REQUEST_ID.set("req-abc")
+    try:
+        line = json.loads(JSONFormatter().format(record))
+    finally:
+        REQUEST_ID.reset(token)
+    assert line["request_id"] == "req-abc" and line["message"] == "upstream p slow" and line["level"] == "WARNING"

@@ -142,10 +142,9 @@ class App:
             await send_error(out, inbound, GatewayError("internal gateway error"))
 
     async def _local(self, method: str, path: str, headers: dict[str, str], peer: str | None, out: Responder) -> None:
-        if path.startswith(_STORED) or path == "/v1/models":  # the probes (/healthz, /readyz) need no key
-            self.runtime.services.access.identify(headers, peer, path)
         if path.startswith(_STORED):
-            await handlers.stored_response(self.runtime, path[len(_STORED) :], out, delete=method == "DELETE")
+            caller = self.runtime.services.access.identify(headers, peer, path)
+            await handlers.stored_response(self.runtime, caller, path[len(_STORED) :], out, delete=method == "DELETE")
         elif path == "/healthz":
             await out.respond(200, JSON, b'{"status":"ok"}')
         elif path == "/readyz":
@@ -154,6 +153,7 @@ class App:
         elif path == "/metrics":
             await handlers.metrics(self.runtime, headers, out)
         elif path == "/v1/models":
+            self.runtime.services.access.identify(headers, peer, path)  # the probes (/healthz, /readyz) need no key
             await handlers.models(self.runtime, out, anthropic="anthropic-version" in headers, created=self._started)
         else:
             raise NotFound(f"no route for GET {path}")

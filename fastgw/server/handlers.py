@@ -59,13 +59,13 @@ async def models(runtime: Runtime, out: Sink, *, anthropic: bool, created: int) 
     await out.respond(200, JSON, body)
 
 
-async def stored_response(runtime: Runtime, response_id: str, out: Sink, *, delete: bool) -> None:
-    """``GET`` / ``DELETE /v1/responses/{id}``."""
+async def stored_response(runtime: Runtime, caller: Caller, response_id: str, out: Sink, *, delete: bool) -> None:
+    """``GET`` / ``DELETE /v1/responses/{id}``: only the gateway key that made the response may see it."""
     continuations = runtime.services.continuations
     if delete:
-        await out.respond(200, JSON, await continuations.delete(response_id))
+        await out.respond(200, JSON, await continuations.delete(response_id, caller.principal))
     else:
-        await out.respond(200, JSON, await continuations.get(response_id))
+        await out.respond(200, JSON, await continuations.get(response_id, caller.principal))
 
 
 async def metrics(runtime: Runtime, headers: dict[str, str], out: Sink) -> None:

@@ -18,7 +18,7 @@ from fastgw.codecs.interface import InboundCodec, StreamDecoder
 from fastgw.codecs.openai_responses import extension
 from fastgw.codecs.sse import SSEEvent
 from fastgw.errors import NotFound
-from fastgw.state.responses import Conversation, ResponseStore
+from fastgw.state.responses import Conversation, ResponseStore, Stored
 
 
 class _IdOnly(msgspec.Struct):
@@ -33,8 +33,11 @@ class Keeper:
     """Stores one response: whole (``whole``) or from the canonical events of its stream (``tap`` then
     ``before_finish``)."""
 
-    def __init__(self, store: ResponseStore, request: Request, inbound: InboundCodec, sources: Sources) -> None:
+    def __init__(
+        self, store: ResponseStore, request: Request, inbound: InboundCodec, sources: Sources, owner: str | None = None
+    ) -> None:
         self._store = store
+        self._owner = owner
         self._request = request
         self._inbound = inbound
         self._sources = sources
@@ -57,7 +60,7 @@ class Keeper:
     async def _put(self, response_id: str, body: bytes, response: Response) -> None:
         turn = Message(role="assistant", parts=response.parts)
         request = self._request
-        await self._store.put(response_id, body, Conversation(request.system, [*request.messages, turn]))
+        await self._store.put(response_id, body, Conversation(request.system, [*request.messages, turn]), self._owner)
 
 
 class _Tape:
@@ -84,47 +87,57 @@ class Continuations:
     def __init__(self, store: ResponseStore) -> None:
         self.store = store
 
-    async def resume(self, request: Request) -> None:
-        """Prepend the stored conversation when ``request`` continues one.
+    async def _find(self, response_id: str, owner: str | None) -> Stored | None:
+        """The stored response, if ``owner`` may see it: the key that made it (one made without a key, before keys
+        were required, is anyone's). Someone else's is as unknown as a missing one."""
+        stored = await self.store.get(response_id)
+        if stored is None or (stored.owner is not None and stored.owner != owner):
+            return None
+        return stored
+
+    async def resume(self, request: Request, owner: str | None = None) -> None:
+        """Prepend the stored conversation when ``request`` (from ``owner``) continues one.
 
         Raises:
-            NotFound: the previous response is unknown or expired.
+            NotFound: the previous response is unknown, expired, or another key's.
         """
         wishes = extension.stored(request)
         if wishes is None or not wishes.previous_response_id:
             return
         previous = wishes.previous_response_id
-        stored = await self.store.get(previous)
+        stored = await self._find(previous, owner)
         if stored is None:
             raise NotFound(f"previous response {previous!r} not found (or expired)", param="previous_response_id")
-        conversation = stored[1]
+        conversation = stored.conversation
         request.messages = [*conversation.messages, *request.messages]
         request.system = request.system or conversation.system
 
-    def keeper(self, request: Request, inbound: InboundCodec, sources: Sources) -> Keeper | None:
-        """A keeper when ``request`` asked for its response to be stored, else None."""
+    def keeper(
+        self, request: Request, inbound: InboundCodec, sources: Sources, owner: str | None = None
+    ) -> Keeper | None:
+        """A keeper when ``request`` asked for its response to be stored (as ``owner``'s), else None."""
         wishes = extension.stored(request)
         if wishes is None or not wishes.store:
             return None
-        return Keeper(self.store, request, inbound, sources)
+        return Keeper(self.store, request, inbound, sources, owner)
 
-    async def get(self, response_id: str) -> bytes:
+    async def get(self, response_id: str, owner: str | None = None) -> bytes:
         """The stored body (``GET /v1/responses/{id}``).
 
         Raises:
-            NotFound: unknown or expired.
+            NotFound: unknown, expired, or another key's.
         """
-        stored = await self.store.get(response_id)
+        stored = await self._find(response_id, owner)
         if stored is None:
             raise NotFound(f"response {response_id!r} not found (or expired)")
-        return stored[0]
+        return stored.body
 
-    async def delete(self, response_id: str) -> bytes:
+    async def delete(self, response_id: str, owner: str | None = None) -> bytes:
         """Forget a stored response; the body ``DELETE /v1/responses/{id}`` answers.
 
         Raises:
-            NotFound: it was not stored.
+            NotFound: it was not stored, or is another key's.
         """
-        if not await self.store.delete(response_id):
+        if await self._find(response_id, owner) is None or not await self.store.delete(response_id):
             raise NotFound(f"response {response_id!r} not found")
         return _deleted.encode({"id": response_id, "object": "response.deleted", "deleted": True})

@@ -10,6 +10,7 @@ provider serves the next turn. Rows expire after ``ttl`` seconds.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -42,6 +43,15 @@ CREATE TABLE IF NOT EXISTS responses (
 """
 
 
+class Stored(msgspec.Struct, frozen=True):
+    """A stored response: the body the client saw, the conversation up to it, and the gateway key that made it
+    (None: made without one)."""
+
+    body: bytes
+    conversation: Conversation
+    owner: str | None = None
+
+
 class StoreStatistics(msgspec.Struct, frozen=True, kw_only=True):
     puts: int
     gets: int
@@ -51,8 +61,10 @@ class StoreStatistics(msgspec.Struct, frozen=True, kw_only=True):
 class ResponseStore(Protocol):
     """Responses by id, kept for a time to live; every method may block on I/O, none raises for a missing id."""
 
-    async def put(self, response_id: str, body: bytes, conversation: Conversation) -> None: ...
-    async def get(self, response_id: str) -> tuple[bytes, Conversation] | None: ...
+    async def put(
+        self, response_id: str, body: bytes, conversation: Conversation, owner: str | None = None
+    ) -> None: ...
+    async def get(self, response_id: str) -> Stored | None: ...
     async def delete(self, response_id: str) -> bool: ...
     def statistics(self) -> StoreStatistics: ...
 
@@ -77,37 +89,42 @@ class SQLiteResponseStore:
             db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(_SCHEMA)
+            if "owner" not in {row[1] for row in db.execute("PRAGMA table_info(responses)")}:
+                with contextlib.suppress(sqlite3.OperationalError):  # another process added it first
+                    db.execute("ALTER TABLE responses ADD COLUMN owner TEXT")  # a store made before gateway keys
             self._local.db = db
         return db
 
-    async def put(self, response_id: str, body: bytes, conversation: Conversation) -> None:
-        """Keep ``body`` and ``conversation`` under ``response_id`` for ``ttl`` seconds."""
+    async def put(self, response_id: str, body: bytes, conversation: Conversation, owner: str | None = None) -> None:
+        """Keep ``body`` and ``conversation`` under ``response_id`` for ``ttl`` seconds, made by ``owner``."""
         self._puts += 1
-        row = (response_id, self._now() + self.ttl, body, _encode(conversation))
+        row = (response_id, self._now() + self.ttl, body, _encode(conversation), owner)
         await trio.to_thread.run_sync(self._put, row)
 
-    def _put(self, row: tuple[str, float, bytes, bytes]) -> None:
+    def _put(self, row: tuple[str, float, bytes, bytes, str | None]) -> None:
         db = self._db()
-        db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?)", row)
+        db.execute(
+            "INSERT OR REPLACE INTO responses (id, expires, body, conversation, owner) VALUES (?, ?, ?, ?, ?)", row
+        )
         db.execute("DELETE FROM responses WHERE expires < ?", (row[1] - self.ttl,))
 
-    async def get(self, response_id: str) -> tuple[bytes, Conversation] | None:
-        """The stored body and conversation, or None if unknown or expired."""
+    async def get(self, response_id: str) -> Stored | None:
+        """The stored response, or None if unknown or expired."""
         self._gets += 1
         row = await trio.to_thread.run_sync(self._get, response_id, self._now())
         if row is None:
             return None
         self._hits += 1
         try:
-            return bytes(row[0]), _decode(row[1])
+            return Stored(bytes(row[0]), _decode(row[1]), row[2])
         except msgspec.DecodeError:
             return None
 
-    def _get(self, response_id: str, now: float) -> tuple[bytes, bytes] | None:
+    def _get(self, response_id: str, now: float) -> tuple[bytes, bytes, str | None] | None:
         cursor = self._db().execute(
-            "SELECT body, conversation FROM responses WHERE id = ? AND expires >= ?", (response_id, now)
+            "SELECT body, conversation, owner FROM responses WHERE id = ? AND expires >= ?", (response_id, now)
         )
-        found: tuple[bytes, bytes] | None = cursor.fetchone()
+        found: tuple[bytes, bytes, str | None] | None = cursor.fetchone()
         return found
 
     async def delete(self, response_id: str) -> bool:
