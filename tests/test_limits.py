@@ -155,3 +155,41 @@ def test_rpm_holds_across_two_worker_processes(tmp_path: Path, monkeypatch: pyte
         assert key not in server.stderr()
     finally:
         server.kill()
+
+
+async def test_a_busy_counter_file_is_waited_for_in_a_thread_not_on_the_event_loop(tmp_path: Path) -> None:
+    """Another process holding the counters' lock must not stall this worker's event loop: the transaction moves to
+    a thread that waits for it, while the loop keeps serving."""
+    import sqlite3
+    import time
+
+    from fastgw.config import Rights
+    from fastgw.governance.access import Caller, Level
+    from fastgw.governance.limits import SQLiteLimiter
+
+    limiter = SQLiteLimiter(str(tmp_path), now=time.time)
+    caller = Caller(principal="k", levels=(Level.of("key k", Rights(rpm=10)),))
+    other = sqlite3.connect(tmp_path / "limits.sqlite3", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another worker mid-transaction
+    ticks = 0
+
+    async def loop_keeps_running() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await trio.sleep(0.01)
+
+    async def release_later() -> None:
+        await trio.sleep(0.3)
+        other.execute("COMMIT")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(loop_keeps_running)
+        nursery.start_soon(release_later)
+        before = ticks
+        reservation = await limiter.admit(caller, 10)  # waits in its thread while the lock is held
+        assert ticks > before + 10  # the loop kept running meanwhile
+        assert reservation is not None and limiter.statistics().contended == 1
+        nursery.cancel_scope.cancel()
+    other.close()
+    limiter.close()
