@@ -1,8 +1,10 @@
-"""``fastgw keys create|list|revoke`` and ``fastgw teams create|list``: the key store from the command line.
+"""``fastgw keys create|list|revoke``, ``fastgw teams create|list`` and ``fastgw audit``: the key store and its audit
+log from the command line.
 
 They act on the ``data_dir`` of ``--config FILE`` (else of the environment's config, like ``fastgw serve``), the
 same store a running server reads, so a key created here works on the server's next request. ``keys create`` prints
-the new key alone on the last line of stdout; it is never shown again.
+the new key alone on the last line of stdout; it is never shown again. Every change is written to the audit log
+as done by ``cli:<os user>``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import msgspec
 
 from fastgw import config as config_module
 from fastgw.config import Rights
+from fastgw.governance import audit
+from fastgw.governance.audit import AuditLog
 from fastgw.governance.keys import KeyStore, KeyStoreError
 
 
@@ -35,7 +39,7 @@ def _limits(parser: argparse.ArgumentParser) -> None:
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``keys`` and ``teams`` on the top-level parser's subcommands."""
+    """Register ``keys``, ``teams`` and ``audit`` on the top-level parser's subcommands."""
     keys = commands.add_parser("keys", help="gateway keys: create, list, revoke").add_subparsers(
         dest="action", required=True
     )
@@ -55,6 +59,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     _limits(team)
     listing = teams.add_parser("list", help="list teams")
     listing.add_argument("--config", help="TOML config file whose data_dir holds the keys (default: environment)")
+    log = commands.add_parser("audit", help="the audit log: admin actions and refused requests")
+    log.add_argument("--since", type=datetime.date.fromisoformat, help="YYYY-MM-DD (UTC), the first day shown")
+    log.add_argument("--action", help="only this action (key.created...), or a prefix ending in '.' (key.)")
+    log.add_argument("--format", choices=("table", "json"), default="table")
+    log.add_argument("--limit", type=int, default=1000, help="at most the latest N rows (default 1000)")
+    log.add_argument("--config", help="TOML config file whose data_dir holds the log (default: environment)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,11 +73,14 @@ def run(args: argparse.Namespace) -> int:
     except config_module.ConfigError as error:
         print(f"fastgw: config error: {error}", file=sys.stderr)
         return 2
+    log = AuditLog(config.data_dir)
+    if args.command == "audit":
+        return _audit(log, args)
     store = KeyStore(config.data_dir)
     try:
         if args.command == "teams":
-            return _teams(store, args)
-        return _keys(store, args)
+            return _teams(store, log, args)
+        return _keys(store, log, args)
     except KeyStoreError as error:
         print(f"fastgw: {error}", file=sys.stderr)
         return 1
@@ -91,18 +104,21 @@ def _rights(args: argparse.Namespace) -> Rights:
     return rights
 
 
-def _keys(store: KeyStore, args: argparse.Namespace) -> int:
+def _keys(store: KeyStore, log: AuditLog, args: argparse.Namespace) -> int:
     if args.action == "create":
         expires = None
         if args.expires is not None:
             end = datetime.datetime.combine(args.expires, datetime.time(), datetime.UTC) + datetime.timedelta(days=1)
             expires = end.timestamp()
         key, record = store.create_key(args.name, team=args.team, rights=_rights(args), expires_at=expires)
+        detail = {"team": record.team, "rights": msgspec.to_builtins(record.rights), "expires_at": expires}
+        log.write(audit.cli_actor(), audit.KEY_CREATED, record.name, detail)
         print(f"created key {record.name!r}" + (f" in team {record.team!r}" if record.team else ""))
         print("store it now: it is not shown again")
         print(key)
     elif args.action == "revoke":
         record = store.revoke(args.name)
+        log.write(audit.cli_actor(), audit.KEY_REVOKED, record.name, {"team": record.team})
         print(f"revoked key {record.name!r}")
     else:
         for record in store.keys():
@@ -112,13 +128,27 @@ def _keys(store: KeyStore, args: argparse.Namespace) -> int:
     return 0
 
 
-def _teams(store: KeyStore, args: argparse.Namespace) -> int:
+def _teams(store: KeyStore, log: AuditLog, args: argparse.Namespace) -> int:
     if args.action == "create":
         record = store.create_team(args.name, _rights(args))
+        log.write(audit.cli_actor(), audit.TEAM_CREATED, record.name, {"rights": msgspec.to_builtins(record.rights)})
         print(f"created team {record.name!r}")
     else:
         for team in store.teams():
             print(f"{team.name}\t{_day(team.created_at)}\t{msgspec.json.encode(team.rights).decode()}")
+    return 0
+
+
+def _audit(log: AuditLog, args: argparse.Namespace) -> int:
+    since = None if args.since is None else audit.day_start(args.since)
+    rows = log.query(since=since, action=args.action, limit=args.limit)
+    if args.format == "json":
+        print(msgspec.json.encode(rows).decode())
+        return 0
+    for row in rows:
+        when = datetime.datetime.fromtimestamp(row.at, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        detail = msgspec.json.encode(row.detail).decode()
+        print(f"{when}\t{row.actor}\t{row.action}\t{row.subject or '-'}\t{detail}")
     return 0
 
 
