@@ -243,3 +243,41 @@ async def test_the_denial_recorder_takes_only_denials_and_writes_what_is_left_on
         ("req_4", "PermissionDenied"),
     ]
     assert recorder.statistics().recorded == 2 and recorder.statistics().queued == 0
+
+
+async def test_limits_changed_by_the_cli_or_the_api_apply_next_and_are_audited_old_and_new(
+    gateways: Gateways, setup: Setup
+) -> None:
+    gateway = await setup.serve(gateways)
+    assert fastgw("teams", "create", "core", "--rpm", "50", "--config", setup.config)[0] == 0
+    key = create_key(setup.config, "dev", "--team", "core", "--models", "claude-*", "--tpm", "5000")
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=10) as http:
+        assert (await http.post("/v1/chat/completions", json=CHAT, headers=bearer(key))).status_code == 403
+        changed = await http.post("/admin/keys/dev/limits", json={"models": None, "rpm": 7}, headers=AUTH)
+        assert changed.status_code == 200, changed.text
+        assert changed.json() == {"old": {"models": ["claude-*"], "tpm": 5000}, "new": {"rpm": 7, "tpm": 5000}}
+        assert (await http.post("/v1/chat/completions", json=CHAT, headers=bearer(key))).status_code == 200
+
+        code, printed = fastgw(
+            "teams", "limits", "core", "--models", "o3-*", "--clear", "rpm", "--config", setup.config
+        )
+        assert code == 0 and '{"models":["o3-*"]}' in printed
+        denied = await http.post("/v1/chat/completions", json=CHAT, headers=bearer(key))
+        assert denied.status_code == 403 and "team core" in denied.text  # the team's new allowlist, next request
+
+        for body, status in [({"rpm": 0}, 400), ({"rpm": "many"}, 400), ({"colour": 1}, 400), ({"ips": ["x"]}, 400)]:
+            refused = await http.post("/admin/teams/core/limits", json=body, headers=AUTH)
+            assert refused.status_code == status, (body, refused.text)
+        assert (await http.post("/admin/keys/nobody/limits", json={"rpm": 1}, headers=AUTH)).status_code == 404
+    assert fastgw("keys", "limits", "dev", "--rpm", "-1", "--config", setup.config)[0] == 2
+    assert fastgw("keys", "limits", "nobody", "--rpm", "1", "--config", setup.config)[0] == 1
+
+    rows = setup.rows("limits.changed")
+    assert [(row.actor, row.subject, row.detail) for row in rows] == [
+        (
+            "admin-api 127.0.0.1",
+            "dev",
+            {"kind": "key", "old": {"models": ["claude-*"], "tpm": 5000}, "new": {"rpm": 7, "tpm": 5000}},
+        ),
+        (f"cli:{getpass.getuser()}", "core", {"kind": "team", "old": {"rpm": 50}, "new": {"models": ["o3-*"]}}),
+    ]

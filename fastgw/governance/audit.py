@@ -125,7 +125,7 @@ class AuditLog:
                 params.append(action)
         with self._connect() as db:
             rows = db.execute(
-                f"SELECT at, actor, action, subject, detail FROM audit WHERE {' AND '.join(where)}"  # noqa: S608
+                f"SELECT at, actor, action, subject, detail FROM audit WHERE {' AND '.join(where)}"
                 " ORDER BY at DESC, rowid DESC LIMIT ?",
                 (*params, limit),
             ).fetchall()

@@ -1,5 +1,5 @@
-"""``fastgw keys create|list|revoke``, ``fastgw teams create|list`` and ``fastgw audit``: the key store and its audit
-log from the command line.
+"""``fastgw keys create|list|revoke|limits``, ``fastgw teams create|list|limits`` and ``fastgw audit``: the key
+store and its audit log from the command line.
 
 They act on the ``data_dir`` of ``--config FILE`` (else of the environment's config, like ``fastgw serve``), the
 same store a running server reads, so a key created here works on the server's next request. ``keys create`` prints
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import sys
+from typing import Any, Literal
 
 import msgspec
 
@@ -19,28 +20,32 @@ from fastgw import config as config_module
 from fastgw.config import Rights
 from fastgw.governance import audit
 from fastgw.governance.audit import AuditLog
-from fastgw.governance.keys import KeyStore, KeyStoreError
+from fastgw.governance.keys import KeyStore, KeyStoreError, amended
 
 
 def _csv(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-def _limits(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--models", type=_csv, default=[], help="allowed model globs, comma-separated")
-    parser.add_argument("--paths", type=_csv, default=[], help="allowed API path globs, comma-separated")
-    parser.add_argument("--ips", type=_csv, default=[], help="allowed client networks (CIDR), comma-separated")
+def _limits(parser: argparse.ArgumentParser, change: bool = False) -> None:
+    """The rights options: for ``create`` (unset: any, no limit) or for ``limits`` (unset: unchanged)."""
+    empty: list[str] | None = None if change else []
+    parser.add_argument("--models", type=_csv, default=empty, help="allowed model globs, comma-separated")
+    parser.add_argument("--paths", type=_csv, default=empty, help="allowed API path globs, comma-separated")
+    parser.add_argument("--ips", type=_csv, default=empty, help="allowed client networks (CIDR), comma-separated")
     parser.add_argument("--rpm", type=int, help="requests per minute")
     parser.add_argument("--tpm", type=int, help="tokens per minute")
     parser.add_argument("--concurrency", type=int, help="requests in flight at once")
     parser.add_argument("--budget-day", type=float, help="USD per UTC day")
     parser.add_argument("--budget-month", type=float, help="USD per UTC month")
+    if change:
+        parser.add_argument("--clear", type=_csv, default=[], help="rights to remove (any, no limit): rpm,models,...")
     parser.add_argument("--config", help="TOML config file whose data_dir holds the keys (default: environment)")
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``keys``, ``teams`` and ``audit`` on the top-level parser's subcommands."""
-    keys = commands.add_parser("keys", help="gateway keys: create, list, revoke").add_subparsers(
+    keys = commands.add_parser("keys", help="gateway keys: create, list, revoke, limits").add_subparsers(
         dest="action", required=True
     )
     create = keys.add_parser("create", help="create a key (printed once, on the last line)")
@@ -48,15 +53,23 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     create.add_argument("--team")
     create.add_argument("--expires", type=datetime.date.fromisoformat, help="YYYY-MM-DD (UTC), the last valid day")
     _limits(create)
+    key_limits = keys.add_parser("limits", help="change a key's allowlists and limits (the options given)")
+    key_limits.add_argument("name")
+    _limits(key_limits, change=True)
     for action, text in (("list", "list keys (never the keys themselves)"), ("revoke", "revoke a key by name")):
         parser = keys.add_parser(action, help=text)
         if action == "revoke":
             parser.add_argument("name")
         parser.add_argument("--config", help="TOML config file whose data_dir holds the keys (default: environment)")
-    teams = commands.add_parser("teams", help="teams: create, list").add_subparsers(dest="action", required=True)
+    teams = commands.add_parser("teams", help="teams: create, list, limits").add_subparsers(
+        dest="action", required=True
+    )
     team = teams.add_parser("create", help="create a team with allowlists and limits its keys inherit")
     team.add_argument("name")
     _limits(team)
+    team_limits = teams.add_parser("limits", help="change a team's allowlists and limits (the options given)")
+    team_limits.add_argument("name")
+    _limits(team_limits, change=True)
     listing = teams.add_parser("list", help="list teams")
     listing.add_argument("--config", help="TOML config file whose data_dir holds the keys (default: environment)")
     log = commands.add_parser("audit", help="the audit log: admin actions and refused requests")
@@ -116,6 +129,8 @@ def _keys(store: KeyStore, log: AuditLog, args: argparse.Namespace) -> int:
         print(f"created key {record.name!r}" + (f" in team {record.team!r}" if record.team else ""))
         print("store it now: it is not shown again")
         print(key)
+    elif args.action == "limits":
+        _change(store, log, "key", args)
     elif args.action == "revoke":
         record = store.revoke(args.name)
         log.write(audit.cli_actor(), audit.KEY_REVOKED, record.name, {"team": record.team})
@@ -133,10 +148,22 @@ def _teams(store: KeyStore, log: AuditLog, args: argparse.Namespace) -> int:
         record = store.create_team(args.name, _rights(args))
         log.write(audit.cli_actor(), audit.TEAM_CREATED, record.name, {"rights": msgspec.to_builtins(record.rights)})
         print(f"created team {record.name!r}")
+    elif args.action == "limits":
+        _change(store, log, "team", args)
     else:
         for team in store.teams():
             print(f"{team.name}\t{_day(team.created_at)}\t{msgspec.json.encode(team.rights).decode()}")
     return 0
+
+
+def _change(store: KeyStore, log: AuditLog, kind: Literal["key", "team"], args: argparse.Namespace) -> None:
+    changes: dict[str, Any] = {name: getattr(args, name) for name in Rights.__struct_fields__}
+    changes = {name: value for name, value in changes.items() if value is not None}
+    changes.update(dict.fromkeys(args.clear))
+    changed = store.change_rights(kind, args.name, lambda old: amended(old, changes, "command line"))
+    detail = {"kind": kind, "old": msgspec.to_builtins(changed.old), "new": msgspec.to_builtins(changed.new)}
+    log.write(audit.cli_actor(), audit.LIMITS_CHANGED, args.name, detail)
+    print(f"{kind} {args.name!r}: {msgspec.json.encode(changed.new).decode()}")
 
 
 def _audit(log: AuditLog, args: argparse.Namespace) -> int:

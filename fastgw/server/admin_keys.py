@@ -2,15 +2,16 @@
 by ``server/admin.py`` once the admin token checked out; each change they make is written to the audit log.
 
 A key created here is the same as one from ``fastgw keys create``: shown once, in the 201 answer, and never again
-(``GET /admin/keys`` lists records, which hold neither the key nor its hash). The stores are blocking SQLite: every
-call runs in a worker thread.
+(``GET /admin/keys`` lists records, which hold neither the key nor its hash). ``POST .../NAME/limits`` takes the
+rights to change as a JSON object: a field given replaces the old value, ``null`` clears it, one left out stays.
+The stores are blocking SQLite: every call runs in a worker thread.
 """
 
 from __future__ import annotations
 
 import datetime
 import urllib.parse
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import trio
@@ -20,10 +21,12 @@ from fastgw.config import Rights
 from fastgw.errors import InvalidRequest, NotFound
 from fastgw.governance import audit
 from fastgw.governance.audit import AuditLog, AuditRow
-from fastgw.governance.keys import KeyRecord, KeyStore, KeyStoreError, TeamRecord
+from fastgw.governance.keys import Changed, KeyRecord, KeyStore, KeyStoreError, TeamRecord, amended
 from fastgw.pipeline import JSON, Sink
 
 _encode = msgspec.json.Encoder().encode
+# ``POST /admin/{keys,teams}/NAME/ACTION``
+_ACTIONS = {("keys", "revoke"), ("keys", "limits"), ("teams", "limits")}
 
 
 class NewTeam(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -89,7 +92,7 @@ class KeysApi:
         parts = path.removeprefix("/admin/").split("/")
         if parts[0] in ("keys", "teams") and len(parts) == 1:
             return method in ("GET", "POST")
-        if parts[0] == "keys" and len(parts) == 3 and parts[2] == "revoke":
+        if len(parts) == 3 and (parts[0], parts[2]) in _ACTIONS:
             return method == "POST"
         return parts == ["audit"] and method == "GET"
 
@@ -106,6 +109,11 @@ class KeysApi:
                 await out.respond(201, JSON, _encode(created))
             elif parts == ["keys"]:
                 await self._answer(out, await trio.to_thread.run_sync(self.keys.keys))
+            elif len(parts) == 3 and parts[2] == "limits":
+                kind: Literal["key", "team"] = "key" if parts[0] == "keys" else "team"
+                changes = _changes(body)
+                changed = await trio.to_thread.run_sync(self._change, kind, parts[1], changes, actor)
+                await out.respond(200, JSON, _encode(changed))
             elif parts[0] == "keys":
                 await self._answer(out, await trio.to_thread.run_sync(self._revoke, parts[1], actor))
             elif parts == ["teams"] and method == "POST":
@@ -117,6 +125,8 @@ class KeysApi:
                 since, action = _audit_query(query)
                 rows = await trio.to_thread.run_sync(lambda: self.log.query(since=since, action=action))
                 await self._answer(out, rows)
+        except config_module.ConfigError as error:
+            raise InvalidRequest(str(error)) from None
         except KeyStoreError as error:
             message = str(error)
             if message.startswith("no "):
@@ -136,6 +146,12 @@ class KeysApi:
         self.log.write(actor, audit.KEY_CREATED, record.name, detail)
         return Created(name=record.name, key=key)
 
+    def _change(self, kind: Literal["key", "team"], name: str, changes: dict[str, Any], actor: str) -> Changed:
+        changed = self.keys.change_rights(kind, name, lambda old: amended(old, changes, "request body"))
+        detail = {"kind": kind, "old": msgspec.to_builtins(changed.old), "new": msgspec.to_builtins(changed.new)}
+        self.log.write(actor, audit.LIMITS_CHANGED, name, detail)
+        return changed
+
     def _revoke(self, name: str, actor: str) -> KeyRecord:
         record = self.keys.revoke(name)
         self.log.write(actor, audit.KEY_REVOKED, record.name, {"team": record.team})
@@ -145,6 +161,14 @@ class KeysApi:
         record = self.keys.create_team(request.name, request.rights())
         self.log.write(actor, audit.TEAM_CREATED, record.name, {"rights": msgspec.to_builtins(record.rights)})
         return record
+
+
+def _changes(body: bytes) -> dict[str, Any]:
+    try:
+        changes: dict[str, Any] = msgspec.json.decode(body or b"{}", type=dict[str, Any])
+    except msgspec.DecodeError as error:
+        raise InvalidRequest(f"invalid request body: {error}") from None
+    return changes
 
 
 def _audit_query(query: str) -> tuple[float | None, str | None]:
