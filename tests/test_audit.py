@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -281,3 +283,25 @@ async def test_limits_changed_by_the_cli_or_the_api_apply_next_and_are_audited_o
         ),
         (f"cli:{getpass.getuser()}", "core", {"kind": "team", "old": {"rpm": 50}, "new": {"models": ["o3-*"]}}),
     ]
+
+
+async def test_a_reload_on_sighup_is_audited(gateways: Gateways, setup: Setup) -> None:
+    gateway = await gateways.start(config_module.load(setup.config), config_path=setup.config, signals=True)
+
+    async def reloads(count: int) -> list[AuditRow]:
+        with trio.fail_after(5):
+            while True:
+                if len(rows := setup.rows("config.")) >= count:
+                    return rows
+                await trio.sleep(0.02)  # another thread writes the row: no event to wait on
+
+    os.kill(os.getpid(), signal.SIGHUP)
+    (reloaded,) = await reloads(1)
+    setup.path.write_text(setup.text.replace('to = "openai:fake-text"', 'to = "nowhere"'))
+    os.kill(os.getpid(), signal.SIGHUP)
+    refused = (await reloads(2))[1]
+    assert (reloaded.actor, reloaded.action, reloaded.subject) == ("sighup", "config.reloaded", setup.config)
+    assert reloaded.detail == {"source": setup.config, "pid": os.getpid(), "generation": 2}
+    assert (refused.actor, refused.action) == ("sighup", "config.refused")
+    assert "unknown provider 'nowhere'" in refused.detail["reason"]
+    assert gateway.app.runtime.state.generation == 2
