@@ -4,7 +4,8 @@ behind a bearer token; it sits beside the data path and touches it only through 
 A reload re-reads the config from where it came from (the TOML file, or the environment), validates it whole and
 swaps the routing state: requests in flight finish on the old one, later ones see the new one. An invalid config is
 refused with the reason (file, key path, what was expected) and the old one keeps serving. The read, the check and
-the swap run without an await, so two reloads never interleave.
+the swap run without an await, so two reloads never interleave; the audit row (``config.reloaded`` or
+``config.refused``) is written after, from a thread. The key, team and audit endpoints live in ``admin_keys.py``.
 
 Every worker process reloads on SIGHUP. Under ``fastgw serve --workers N`` the supervisor forwards its SIGHUP to
 every worker and exports ``FASTGW_SUPERVISOR_PID``; a worker that reloaded on ``POST /admin/reload`` sends SIGHUP to
@@ -109,10 +110,10 @@ class Reloader:
         return state
 
     async def _audit(self, actor: str, action: str, detail: dict[str, Any]) -> None:
-        log_ = self.runtime.services.audit
+        rows = self.runtime.services.audit
         try:
-            with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(log_.write, actor, action, self.source, detail)
+            with trio.CancelScope(shield=True):  # the reload happened: its row is written even if we are cancelled
+                await trio.to_thread.run_sync(rows.write, actor, action, self.source, detail)
         except Exception:
             log.exception("%s: could not write the audit row", action)
 
