@@ -69,6 +69,7 @@ class Outcome(msgspec.Struct, kw_only=True, gc=False):
         ttfb: seconds from the request's arrival to its first response byte; None if nothing was sent.
         duration: seconds from arrival to the end.
         error: the class of error the request ended with (``client_gone`` when the client left), None on success.
+        error_message: that error's message as the client got it (for a denial: the rule that denied it).
     """
 
     id: str
@@ -94,6 +95,7 @@ class Outcome(msgspec.Struct, kw_only=True, gc=False):
     ttfb: float | None = None
     duration: float = 0.0
     error: str | None = None
+    error_message: str | None = None
 
 
 class RecorderStatistics(msgspec.Struct, frozen=True):

@@ -18,6 +18,7 @@ from fastgw.catalog import Catalog
 from fastgw.codecs import registry
 from fastgw.config import Config
 from fastgw.governance.access import Access, AccessStatistics
+from fastgw.governance.audit import AuditLog, DenialRecorder
 from fastgw.governance.keys import KeyStore
 from fastgw.governance.limits import Limiter, LimiterStatistics, SQLiteLimiter
 from fastgw.metering.record import cost
@@ -40,7 +41,7 @@ class Services:
     ``data_dir``, ``responses_ttl`` and ``metering`` are read at start; changing them needs a restart, not a reload.
     ``recorder`` fans every outcome out to the metering writer (``usage``; None when metering is off), the
     Prometheus ``metrics`` and the recorder passed in (tests pass a ``MemoryRecorder`` and find it again with
-    ``recorder.find``).
+    ``recorder.find``), and the audit log's ``denials``.
     """
 
     def __init__(self, config: Config, sources: Sources = SYSTEM, recorder: Recorder | None = None) -> None:
@@ -74,6 +75,10 @@ class Services:
                 max_pending=metering.max_pending,
             )
             recorders.insert(0, self.usage)
+        # Requests refused by access control or a limit go to the audit log, beside the admin actions.
+        self.audit = AuditLog(config.data_dir)
+        self.denials = DenialRecorder(self.audit)
+        recorders.append(self.denials)
         self.recorder = Recorders(recorders)
 
     def cost(self, outcome: Outcome) -> float | None:

@@ -19,11 +19,13 @@ import os
 import secrets
 import sqlite3
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any, Literal
 
 import msgspec
 
-from fastgw.config import Rights
+from fastgw.config import ConfigError, Rights, check_rights
 
 KEY_PREFIX = "fgw_"
 
@@ -43,6 +45,13 @@ class TeamRecord(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     rights: Rights
     created_at: float
+
+
+class Changed(msgspec.Struct, frozen=True):
+    """A change of rights: what they were and what they are."""
+
+    old: Rights
+    new: Rights
 
 
 _encode = msgspec.json.encode
@@ -109,6 +118,29 @@ class KeyStore:
         self._bump()
         return record
 
+    def change_rights(self, kind: Literal["key", "team"], name: str, change: Callable[[Rights], Rights]) -> Changed:
+        """Replace a key's or a team's rights with ``change(old)``, read and written in one transaction.
+
+        Raises:
+            KeyStoreError: no such key or team.
+        """
+        table = "keys" if kind == "key" else "teams"
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute(f"SELECT rights FROM {table} WHERE name = ?", (name,)).fetchone()
+                if row is None:
+                    raise KeyStoreError(f"no {kind} named {name!r}")
+                old = _rights(row[0])
+                new = change(old)
+                db.execute(f"UPDATE {table} SET rights = ? WHERE name = ?", (_encode(new), name))
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        self._bump()
+        return Changed(old=old, new=new)
+
     def teams(self) -> list[TeamRecord]:
         with self._connect() as db:
             rows = db.execute("SELECT name, rights, created_at FROM teams ORDER BY name").fetchall()
@@ -163,6 +195,31 @@ class KeyStore:
             (h, KeyRecord(name=n, team=t, rights=_rights(r), created_at=c, expires_at=e, revoked_at=v))
             for h, n, t, r, c, e, v in rows
         ]
+
+
+def amended(old: Rights, changes: Mapping[str, Any], source: str) -> Rights:
+    """``old`` with each field named in ``changes`` replaced, or cleared (any model, no limit) where it maps to None.
+
+    Raises:
+        ConfigError: an unknown field, a value of the wrong type, a network that is not CIDR or a limit not above 0;
+            ``source`` names where the change came from.
+    """
+    fields: dict[str, Any] = msgspec.to_builtins(old)  # only the fields set (``omit_defaults``)
+    for name, value in changes.items():
+        if name not in Rights.__struct_fields__:
+            raise ConfigError(
+                f"{source}: unknown field {name!r} (expected one of {', '.join(Rights.__struct_fields__)})"
+            )
+        if value is None:
+            fields.pop(name, None)
+        else:
+            fields[name] = value
+    try:
+        new = msgspec.convert(fields, Rights)
+    except msgspec.ValidationError as error:
+        raise ConfigError(f"{source}: {error}") from None
+    check_rights(new, source)
+    return new
 
 
 def _secret(path: Path) -> bytes:

@@ -4,7 +4,8 @@ behind a bearer token; it sits beside the data path and touches it only through 
 A reload re-reads the config from where it came from (the TOML file, or the environment), validates it whole and
 swaps the routing state: requests in flight finish on the old one, later ones see the new one. An invalid config is
 refused with the reason (file, key path, what was expected) and the old one keeps serving. The read, the check and
-the swap run without an await, so two reloads never interleave.
+the swap run without an await, so two reloads never interleave; the audit row (``config.reloaded`` or
+``config.refused``) is written after, from a thread. The key, team and audit endpoints live in ``admin_keys.py``.
 
 Every worker process reloads on SIGHUP. Under ``fastgw serve --workers N`` the supervisor forwards its SIGHUP to
 every worker and exports ``FASTGW_SUPERVISOR_PID``; a worker that reloaded on ``POST /admin/reload`` sends SIGHUP to
@@ -19,6 +20,7 @@ import hmac
 import logging
 import os
 import signal
+from typing import Any
 
 import msgspec
 import trio
@@ -27,8 +29,11 @@ from fastgw import config as config_module
 from fastgw.canon.dialect import Dialect
 from fastgw.codecs import registry
 from fastgw.errors import AuthenticationFailed, GatewayError, InvalidRequest, NotFound, PermissionDenied
+from fastgw.governance import audit
 from fastgw.pipeline import JSON, Sink, send_error
 from fastgw.runtime import RoutingState, Runtime
+from fastgw.server.admin_keys import KeysApi
+from fastgw.server.http import Receive, Scope, read_body
 
 log = logging.getLogger("fastgw.admin")
 
@@ -87,6 +92,31 @@ class Reloader:
             log.warning("%s changed: takes effect on restart, not on reload", ", ".join(changed))
         return state
 
+    async def reload_audited(self, trigger: str, actor: str) -> RoutingState:
+        """``reload``, then an audit row (``config.reloaded`` or ``config.refused``, by ``actor``) from a thread.
+
+        Raises:
+            ConfigError: as ``reload``.
+        """
+        detail: dict[str, Any] = {"source": self.source, "pid": os.getpid()}
+        try:
+            state = self.reload(trigger)
+        except config_module.ConfigError as error:
+            detail["reason"] = str(error)  # names files, keys and variables, never their values
+            await self._audit(actor, audit.CONFIG_REFUSED, detail)
+            raise
+        detail["generation"] = state.generation
+        await self._audit(actor, audit.CONFIG_RELOADED, detail)
+        return state
+
+    async def _audit(self, actor: str, action: str, detail: dict[str, Any]) -> None:
+        rows = self.runtime.services.audit
+        try:
+            with trio.CancelScope(shield=True):  # the reload happened: its row is written even if we are cancelled
+                await trio.to_thread.run_sync(rows.write, actor, action, self.source, detail)
+        except Exception:
+            log.exception("%s: could not write the audit row", action)
+
     async def reload_on_sighup(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Reload on every SIGHUP until cancelled; reports readiness once the handler is in place.
 
@@ -99,7 +129,7 @@ class Reloader:
                 task_status.started()
                 async for _ in hangups:
                     try:
-                        self.reload("SIGHUP")
+                        await self.reload_audited("SIGHUP", "sighup")
                     except config_module.ConfigError:
                         pass  # logged; the old config keeps serving
                     except Exception:
@@ -129,15 +159,39 @@ class Admin:
         self.reloader = reloader
         self._token = token.encode() if token else None
         self._supervisor = supervisor
+        services = runtime.services
+        self.keys = KeysApi(services.keys, services.audit)
 
-    async def handle(self, method: str, path: str, headers: dict[str, str], out: Sink) -> None:
-        """Answer one ``/admin/...`` request; failures are OpenAI-shaped error JSON."""
+    async def handle(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        out: Sink,
+        scope: Scope | None = None,
+        receive: Receive | None = None,
+    ) -> None:
+        """Answer one ``/admin/...`` request; failures are OpenAI-shaped error JSON.
+
+        Args:
+            scope: the ASGI scope, for the client's address (the audit log's actor) and the query string.
+            receive: the ASGI receive channel, for request bodies (``POST /admin/keys``).
+        """
+        scope = scope or {}
+        client = scope.get("client")
+        actor = f"admin-api {client[0]}" if client else "admin-api"
         try:
             self._authorize(headers)
             if method == "POST" and path == "/admin/reload":
-                await self._reload(out)
+                await self._reload(actor, out)
             elif method == "GET" and path == "/admin/routes":
                 await out.respond(200, JSON, _encode(self.runtime.statistics()))
+            elif self.keys.routes(method, path):
+                body = b""
+                if method == "POST" and receive is not None:
+                    body = await read_body(receive, self.runtime.state.config.max_body_bytes)
+                query = scope.get("query_string", b"").decode("latin-1")
+                await self.keys.handle(method, path, query, body, actor, out)
             else:
                 raise NotFound(f"no route for {method} {path}")
         except GatewayError as error:
@@ -151,9 +205,9 @@ class Admin:
         if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode("latin-1"), self._token):
             raise AuthenticationFailed(f"admin endpoints need 'Authorization: Bearer <{TOKEN_ENV}>'")
 
-    async def _reload(self, out: Sink) -> None:
+    async def _reload(self, actor: str, out: Sink) -> None:
         try:
-            state = self.reloader.reload("POST /admin/reload")
+            state = await self.reloader.reload_audited("POST /admin/reload", actor)
         except config_module.ConfigError as error:
             raise InvalidRequest(f"config refused, the old one keeps serving: {error}", status=422) from None
         self._notify_supervisor()

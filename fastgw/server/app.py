@@ -113,7 +113,7 @@ class App:
         peer: str | None = client[0] if client else None
         try:
             if path.startswith(admin.PREFIX):
-                await self.admin.handle(method, path, headers, out)
+                await self.admin.handle(method, path, headers, out, scope, receive)
                 return
             if method == "GET" or (method == "DELETE" and path.startswith(_STORED)):
                 await self._local(method, path, headers, peer, out)
