@@ -172,7 +172,7 @@ class Pipeline:
                 total = state.config.timeouts.total
                 raise UpstreamTimeout(f"upstream {outcome.provider} exceeded the total deadline ({total:g}s)")
         except GatewayError as error:
-            outcome.error = type(error).__name__
+            outcome.error, outcome.error_message = type(error).__name__, error.message
             await send_error(out, inbound, error, _route_header(outcome))
         except trio.Cancelled:
             if not out.ended:  # a client that leaves after the last byte (closing its connection) got everything

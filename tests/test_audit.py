@@ -211,10 +211,6 @@ async def test_refused_requests_are_audited_with_who_and_the_error(gateways: Gat
         assert not any(key.encode() in data or key[4:].encode() in data for key in (narrow, one)), path.name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs pipeline.py's `except GatewayError` branch to set `outcome.error_message = error.message`",
-)
 async def test_a_denial_row_names_the_rule_that_refused(gateways: Gateways, setup: Setup) -> None:
     gateway = await setup.serve(gateways)
     narrow = create_key(setup.config, "narrow", "--models", "claude-*")
