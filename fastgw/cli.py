@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
 
     report.add_arguments(usage)
     args = parser.parse_args(argv)
-    if args.command in ("keys", "teams", "audit"):
+    if args.command in ("keys", "teams", "audit", "providers"):
         return governance_cli.run(args)
     if args.command == "usage":
         return report.run(args)

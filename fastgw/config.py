@@ -229,6 +229,8 @@ class Config(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
         trusted_proxies: networks (CIDR) of the load balancers whose ``X-Forwarded-For`` names the client.
         responses_ttl: seconds a stored response (``store: true``) can be continued or fetched.
         metering: the usage writer (``data_dir``/usage.sqlite3, read by ``fastgw usage``).
+        master_key_file: a file holding the master key that encrypts provider keys stored with ``fastgw providers
+            add-key`` (``fastgw.governance.secrets``); ``FASTGW_MASTER_KEY`` overrides it.
     """
 
     listen: str = "127.0.0.1:8080"
@@ -246,6 +248,7 @@ class Config(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     trusted_proxies: list[str] = []
     responses_ttl: float = 30 * 24 * 3600.0
     metering: Metering = Metering()
+    master_key_file: str | None = None
 
 
 def _expand(value: Any, path: str, source: str, env: dict[str, str]) -> Any:

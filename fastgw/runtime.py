@@ -5,10 +5,13 @@ responses, the outcome recorder, the clock and id sources. ``RoutingState`` is e
 catalog, providers and their keys); it is immutable, and ``Runtime.reload`` swaps it whole: a request reads
 ``runtime.state`` once when it arrives and finishes on that state while later requests see the new one.
 ``Runtime.run`` is the worker's background nursery (started by the ASGI lifespan): every long-running service task
-has it as its parent.
+has it as its parent. One of them polls the stored provider keys' version stamp every ``PROVIDER_KEYS_POLL``
+seconds and rebuilds the routing state when ``fastgw providers add-key``/``remove-key`` changed them.
 """
 
 from __future__ import annotations
+
+import logging
 
 import msgspec
 import trio
@@ -21,6 +24,7 @@ from fastgw.governance.access import Access, AccessStatistics
 from fastgw.governance.audit import AuditLog, DenialRecorder
 from fastgw.governance.keys import KeyStore
 from fastgw.governance.limits import Limiter, LimiterStatistics, SQLiteLimiter
+from fastgw.governance.secrets import ProviderKeys, SecretsError, master_key
 from fastgw.metering.record import cost
 from fastgw.metering.recorder import UsageRecorder
 from fastgw.metering.store import UsageStore
@@ -33,6 +37,10 @@ from fastgw.state.continuations import Continuations
 from fastgw.state.responses import ResponseStore, SQLiteResponseStore, StoreStatistics
 from fastgw.upstream.client import Upstreams, UpstreamStatistics
 from fastgw.upstream.transport import Http1Transport, TransportStatistics
+
+log = logging.getLogger("fastgw")
+
+PROVIDER_KEYS_POLL = 2.0  # seconds between checks of the stored provider keys' version stamp
 
 
 class Services:
@@ -53,6 +61,9 @@ class Services:
         self.keys = KeyStore(config.data_dir)
         self.access = Access(config, self.keys, now=sources.now)
         self.limiter: Limiter = SQLiteLimiter(config.data_dir, now=sources.now)
+        # Provider keys added by the CLI, encrypted at rest; ``provider_keys`` below is their last good decryption.
+        self.secrets = ProviderKeys(config.data_dir)
+        self.provider_keys: dict[str, list[str]] = {}
         # Key and target health, and session affinity, outlive a config: a reload keeps what it did not change.
         self.health = Health(config.routing)
         self.affinity = Affinity(config.routing)
@@ -80,6 +91,19 @@ class Services:
         self.denials = DenialRecorder(self.audit)
         recorders.append(self.denials)
         self.recorder = Recorders(recorders)
+
+    def stored_keys(self, config: Config) -> tuple[int, dict[str, list[str]]]:
+        """The stored provider keys' version stamp and plaintext, decrypted now (each routing state build).
+
+        When they do not decrypt (no or a wrong master key) the error is logged, never a key, and the last good
+        decryption stays in use: the gateway keeps serving with what it had."""
+        version = self.secrets.version()
+        try:
+            master = master_key(config.master_key_file) if self.secrets.stored() else None
+            self.provider_keys = self.secrets.decrypted(master)
+        except SecretsError as error:
+            log.error("stored provider keys not loaded: %s", error)
+        return version, self.provider_keys
 
     def cost(self, outcome: Outcome) -> float | None:
         """What ``outcome`` cost in USD at the current catalog's prices of the model that served it (None: unknown)."""
@@ -139,9 +163,14 @@ class RoutingState:
         self.generation = generation
         self.routes = RouteTable(config)
         self.catalog = Catalog(tuple(config.models.items()))
-        self.upstreams = Upstreams(
-            config.providers, registry.UPSTREAM, config.timeouts, services.transport, services.health
-        )
+        self.keys_version, stored = services.stored_keys(config)
+        providers = {
+            name: msgspec.structs.replace(
+                spec, keys=spec.keys + [k for k in stored.get(name, []) if k not in spec.keys]
+            )
+            for name, spec in config.providers.items()
+        }
+        self.upstreams = Upstreams(providers, registry.UPSTREAM, config.timeouts, services.transport, services.health)
         self.router = Router(self.routes, self.upstreams, self.catalog, services.health, services.affinity)
 
     def view(self) -> list[RouteView]:
@@ -230,7 +259,18 @@ class Runtime:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The background nursery; returns after ``aclose`` once every service has finished."""
-        await self.services.run(task_status=task_status)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.watch_provider_keys)
+            await self.services.run(task_status=task_status)
+            nursery.cancel_scope.cancel()
+
+    async def watch_provider_keys(self) -> None:
+        """Rebuild the routing state (same config) whenever the stored provider keys change."""
+        while True:
+            await trio.sleep(PROVIDER_KEYS_POLL)
+            if self.services.secrets.version() != self.state.keys_version:
+                state = self.reload(self.state.config)
+                log.info("stored provider keys changed: routing state generation %d", state.generation)
 
     async def aclose(self) -> None:
         await self.services.aclose()

@@ -33,6 +33,9 @@ LIMITS_CHANGED = "limits.changed"
 CONFIG_RELOADED = "config.reloaded"
 CONFIG_REFUSED = "config.refused"
 REQUEST_DENIED = "request.denied"
+PROVIDER_KEY_ADDED = "provider_key.added"  # detail: the fingerprint, never the key
+PROVIDER_KEY_REMOVED = "provider_key.removed"
+MASTER_KEY_ROTATED = "master_key.rotated"
 
 # The errors access control and the limiter raise (``fastgw.errors``), as ``Outcome.error`` names them.
 DENIALS = frozenset({"AuthenticationFailed", "PermissionDenied", "RateLimited"})

@@ -18,7 +18,7 @@ import msgspec
 
 from fastgw import config as config_module
 from fastgw.config import Rights
-from fastgw.governance import audit
+from fastgw.governance import audit, provider_cli
 from fastgw.governance.audit import AuditLog
 from fastgw.governance.keys import KeyStore, KeyStoreError, amended
 
@@ -44,7 +44,7 @@ def _limits(parser: argparse.ArgumentParser, change: bool = False) -> None:
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``keys``, ``teams`` and ``audit`` on the top-level parser's subcommands."""
+    """Register ``keys``, ``teams``, ``providers`` and ``audit`` on the top-level parser's subcommands."""
     keys = commands.add_parser("keys", help="gateway keys: create, list, revoke, limits").add_subparsers(
         dest="action", required=True
     )
@@ -61,6 +61,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         if action == "revoke":
             parser.add_argument("name")
         parser.add_argument("--config", help="TOML config file whose data_dir holds the keys (default: environment)")
+    provider_cli.add_commands(commands, keys)
     teams = commands.add_parser("teams", help="teams: create, list, limits").add_subparsers(
         dest="action", required=True
     )
@@ -89,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
     log = AuditLog(config.data_dir)
     if args.command == "audit":
         return _audit(log, args)
+    if args.command == "providers" or (args.command == "keys" and args.action == "rotate-master"):
+        return provider_cli.run(config, log, args)
     store = KeyStore(config.data_dir)
     try:
         if args.command == "teams":
