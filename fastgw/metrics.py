@@ -235,7 +235,7 @@ class MetricsRecorder:
         if outcome.ttfb is not None:
             children[2].observe(outcome.ttfb)
             if error is None and outcome.attempts:
-                children[3].observe(max(0.0, outcome.ttfb - outcome.attempts[-1].duration))
+                children[3].observe(outcome.added or 0.0)
         if error in REJECTIONS:
             rejections[error] += 1
         for attempt in outcome.attempts:

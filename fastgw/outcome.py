@@ -97,6 +97,14 @@ class Outcome(msgspec.Struct, kw_only=True, gc=False):
     error: str | None = None
     error_message: str | None = None
 
+    @property
+    def added(self) -> float | None:
+        """The gateway's share of the time to first byte: ``ttfb`` minus the final attempt's wait for its response
+        head (earlier failed attempts count as the gateway's). None when nothing was sent."""
+        if self.ttfb is None:
+            return None
+        return max(0.0, self.ttfb - (self.attempts[-1].duration if self.attempts else 0.0))
+
 
 class RecorderStatistics(msgspec.Struct, frozen=True):
     recorded: int
@@ -212,5 +220,9 @@ class Recorders:
         return [recorder.statistics() for recorder in self.recorders]
 
     def find(self, kind: type[T]) -> T | None:
-        """The first recorder of type ``kind``, if any."""
-        return next((r for r in self.recorders if isinstance(r, kind)), None)
+        """The first recorder of type ``kind`` here or in a nested ``Recorders``, if any."""
+        for recorder in self.recorders:
+            found = recorder.find(kind) if isinstance(recorder, Recorders) else recorder
+            if isinstance(found, kind):
+                return found
+        return None

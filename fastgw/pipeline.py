@@ -173,7 +173,7 @@ class Pipeline:
                 raise UpstreamTimeout(f"upstream {outcome.provider} exceeded the total deadline ({total:g}s)")
         except GatewayError as error:
             outcome.error, outcome.error_message = type(error).__name__, error.message
-            await send_error(out, inbound, error, _route_header(outcome))
+            await send_error(out, inbound, error, _answer_headers(outcome))
         except trio.Cancelled:
             if not out.ended:  # a client that leaves after the last byte (closing its connection) got everything
                 outcome.error = "client_gone"
@@ -268,7 +268,7 @@ class Pipeline:
             try:
                 async with attempt as response:
                     outcome.skipped = tuple(attempts.skipped)
-                    head = _route_header(outcome)
+                    head = _answer_headers(outcome)
                     if leg.translated:
                         await self._translate(plan, leg, inbound, head, response, out, outcome)
                     else:
@@ -423,7 +423,7 @@ def _exhausted(plan: Plan, attempts: Attempts) -> GatewayError:
     )
 
 
-def _route_header(outcome: Outcome) -> Headers:
+def _answer_headers(outcome: Outcome) -> Headers:
     """``x-request-id`` (the request's id, as in the logs and the usage table) and, once an upstream was tried,
     ``x-fastgw-route``: a structured-field list (RFC 8941) of the targets passed over (``skipped``), then every
     attempt in order (``key`` fingerprint, upstream ``status`` or ``error``); the last item is the final target."""

@@ -25,7 +25,7 @@ from fastgw.governance.audit import AuditLog, DenialRecorder
 from fastgw.governance.keys import KeyStore
 from fastgw.governance.limits import Limiter, LimiterStatistics, SQLiteLimiter
 from fastgw.governance.secrets import ProviderKeys, SecretsError, master_key
-from fastgw.metering.record import cost
+from fastgw.metering.record import price
 from fastgw.metering.recorder import UsageRecorder
 from fastgw.metering.store import UsageStore
 from fastgw.metrics import MetricsRecorder
@@ -71,7 +71,7 @@ class Services:
         # per request (bench). Tests pass one that keeps them.
         recorders: list[Recorder] = [recorder if recorder is not None else MemoryRecorder(keep=0)]
         self.catalog = Catalog(tuple(config.models.items()))  # the current routing state's (``Runtime``): its prices
-        given = _find_metrics(recorders[0])  # a test may bring its own
+        given = Recorders(recorders).find(MetricsRecorder)  # a test may bring its own
         self.metrics = given if given is not None else MetricsRecorder(cost=self.cost)
         if given is None:
             recorders.insert(0, self.metrics)
@@ -110,8 +110,7 @@ class Services:
         usage = outcome.usage
         if usage is None or outcome.upstream_model is None:
             return None
-        info = self.catalog.lookup(outcome.upstream_model)
-        usd, priced = cost(info, usage.input_tokens, usage.output_tokens, usage.cache_read, usage.cache_write)
+        usd, priced = price(self.catalog.lookup(outcome.upstream_model), usage)
         return usd if priced else None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -145,14 +144,6 @@ class RouteView(msgspec.Struct, frozen=True, kw_only=True):
 
     name: str
     levels: list[list[TargetView]]
-
-
-def _find_metrics(recorder: Recorder) -> MetricsRecorder | None:
-    if isinstance(recorder, MetricsRecorder):
-        return recorder
-    if isinstance(recorder, Recorders):
-        return next((m for each in recorder.recorders if (m := _find_metrics(each)) is not None), None)
-    return None
 
 
 class RoutingState:

@@ -397,22 +397,29 @@ trio.run(main)
 """
 
 
-@pytest.fixture(scope="module")
-def slow_fake() -> Iterator[str]:
-    """A fake upstream process whose ``slow-stream`` model streams slowly; yields its base URL."""
+@contextlib.contextmanager
+def scripted_fake(script: str) -> Iterator[str]:
+    """A fake upstream process running ``script`` (which prints ``listening on URL``); yields its base URL."""
     process = subprocess.Popen(
-        [sys.executable, "-c", SLOW_FAKE], stdout=subprocess.PIPE, env=clean_env(), start_new_session=True
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, env=clean_env(), start_new_session=True
     )
     assert process.stdout is not None
     try:
         ready, _, _ = select.select([process.stdout], [], [], STARTUP_TIMEOUT)
         line = process.stdout.readline().decode() if ready else ""
         match = re.fullmatch(r"listening on (http://\S+)\n", line)
-        assert match, f"slow fake did not start: {line!r}"
+        assert match, f"the fake did not start: {line!r}"
         yield match[1]
     finally:
         kill_group(process)
         process.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def slow_fake() -> Iterator[str]:
+    """A fake upstream process whose ``slow-stream`` model streams slowly; yields its base URL."""
+    with scripted_fake(SLOW_FAKE) as url:
+        yield url
 
 
 def slow_config(directory: Path, upstream: str, port: int, graceful_timeout: float) -> Path:

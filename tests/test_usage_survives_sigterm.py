@@ -7,12 +7,8 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import select
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.test_serve import HOST, STARTUP_TIMEOUT, Gateway, clean_env, free_port, kill_group
+from tests.test_serve import HOST, Gateway, free_port, scripted_fake
 
 DELTAS = 12
 INPUT, CACHED, OUTPUT = 500, 100, 77
@@ -49,19 +45,8 @@ trio.run(main)
 @pytest.fixture
 def meter_fake() -> Iterator[str]:
     """A fake upstream process whose ``metered`` model streams for about 0.7 s with fixed usage; its base URL."""
-    process = subprocess.Popen(
-        [sys.executable, "-c", METER_FAKE], stdout=subprocess.PIPE, env=clean_env(), start_new_session=True
-    )
-    assert process.stdout is not None
-    try:
-        ready, _, _ = select.select([process.stdout], [], [], STARTUP_TIMEOUT)
-        line = process.stdout.readline().decode() if ready else ""
-        match = re.fullmatch(r"listening on (http://\S+)\n", line)
-        assert match, f"fake did not start: {line!r}"
-        yield match[1]
-    finally:
-        kill_group(process)
-        process.stdout.close()
+    with scripted_fake(METER_FAKE) as url:
+        yield url
 
 
 class Result:

@@ -11,6 +11,7 @@ from typing import Literal
 
 import msgspec
 
+from fastgw.canon.response import Usage
 from fastgw.catalog import ModelInfo
 from fastgw.outcome import Outcome
 
@@ -118,6 +119,11 @@ def cost(
     return total / 1_000_000, priced
 
 
+def price(info: ModelInfo, usage: Usage) -> tuple[float, bool]:
+    """``cost`` of ``usage``'s token classes."""
+    return cost(info, usage.input_tokens, usage.output_tokens, usage.cache_read, usage.cache_write)
+
+
 def _ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
 
@@ -154,16 +160,13 @@ def from_outcome(outcome: Outcome, info: ModelInfo | None) -> UsageRecord:
     )
     if outcome.ttfb is not None:
         record.ttfb_ms = _ms(outcome.ttfb)
-        waited = outcome.attempts[-1].duration if outcome.attempts else 0.0
-        record.added_ms = _ms(max(0.0, outcome.ttfb - waited))
+        record.added_ms = _ms(outcome.added or 0.0)
     if usage is not None:
         record.input_tokens, record.output_tokens = usage.input_tokens, usage.output_tokens
         record.cache_read_tokens, record.cache_write_tokens = usage.cache_read, usage.cache_write
         record.reasoning_tokens = usage.reasoning_tokens
         if info is not None:
-            record.cost_usd, record.priced = cost(
-                info, usage.input_tokens, usage.output_tokens, usage.cache_read, usage.cache_write
-            )
+            record.cost_usd, record.priced = price(info, usage)
         else:
             record.priced = not (usage.input_tokens or usage.output_tokens or usage.cache_read or usage.cache_write)
     return record

@@ -84,10 +84,11 @@ class KeyState:
         self.reason = ""
         self.buckets: dict[str, Bucket] = {}  # "rpm", "tpm", "rpm <glob>", "tpm <glob>": the upstream's limits
 
-    def usable(self, now: float, model: str | None = None) -> bool:
+    def usable(self, now: float, model: str) -> bool:
+        """Neither refused nor resting, for every model or for ``model`` (on every request: a few reads)."""
         if self.disabled or now < self.until:
             return False
-        return not self.models or model is None or self.models.get(model, 0.0) <= now
+        return not self.models or self.models.get(model, 0.0) <= now
 
     def resting_until(self, now: float) -> float:
         """When the key is usable for every model again (``now`` if it is)."""

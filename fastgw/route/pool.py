@@ -120,8 +120,7 @@ class Pool:
 
     @staticmethod
     def _admit(key: PoolKey, model: str, gates: tuple[Gate, ...] | None, tokens: int, now: float) -> bool:
-        state = key.state
-        if state.disabled or now < state.until or (state.models and state.models.get(model, 0.0) > now):
+        if not key.state.usable(now, model):
             return False
         if gates is None:
             return True

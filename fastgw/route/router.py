@@ -11,7 +11,6 @@ and target state.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 
 import trio
 
@@ -279,6 +278,3 @@ class Router:
     def unusable(self, choice: Choice, why: str) -> None:
         """The target's translated answer was unusable (invalid tool-call JSON, an empty completion)."""
         self.health.target_failed(choice.ref.state, f"unusable answer: {why}")
-
-    def statistics(self) -> Mapping[str, object]:
-        return {"bound": len(self._bound), "sessions": len(self.affinity)}

@@ -29,18 +29,10 @@ _encode = msgspec.json.Encoder().encode
 _ACTIONS = {("keys", "revoke"), ("keys", "limits"), ("teams", "limits")}
 
 
-class NewTeam(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class NewTeam(Rights, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The ``POST /admin/teams`` body: a name and the rights (``Rights``) its keys inherit."""
 
     name: str
-    models: list[str] = []
-    paths: list[str] = []
-    ips: list[str] = []
-    rpm: int | None = None
-    tpm: int | None = None
-    concurrency: int | None = None
-    budget_day: float | None = None
-    budget_month: float | None = None
 
     def rights(self) -> Rights:
         fields = {name: getattr(self, name) for name in Rights.__struct_fields__}

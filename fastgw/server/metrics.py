@@ -21,7 +21,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from fastgw.errors import AuthenticationFailed
-from fastgw.metrics import MULTIPROC_ENV, MetricsRecorder
+from fastgw.metrics import MULTIPROC_ENV
 from fastgw.outcome import Recorder, Recorders, RecorderStatistics
 from fastgw.route.health import KeyStatus, TargetStatus
 from fastgw.runtime import Runtime
@@ -143,25 +143,15 @@ class _Recorded(Collector):
         return self.registry.collect()
 
 
-def find_metrics(recorder: Recorder) -> MetricsRecorder | None:
-    """The ``MetricsRecorder`` among the worker's recorders, if there is one."""
-    if isinstance(recorder, MetricsRecorder):
-        return recorder
-    if isinstance(recorder, Recorders):
-        return next((found for each in recorder.recorders if (found := find_metrics(each)) is not None), None)
-    return None
-
-
 def exposition(runtime: Runtime) -> bytes:
     """The text exposition a scrape of this worker gets."""
     registry = CollectorRegistry(auto_describe=False)
-    recorder = find_metrics(runtime.services.recorder)
-    if recorder is not None:
-        recorder.flush()  # this worker's queued outcomes; the others' are at most one flush interval behind
+    recorder = runtime.services.metrics
+    recorder.flush()  # this worker's queued outcomes; the others' are at most one flush interval behind
     directory = os.environ.get(MULTIPROC_ENV)
     if directory:
         MultiProcessCollector(registry, directory)  # type: ignore[no-untyped-call]
-    elif recorder is not None:
+    else:
         registry.register(_Recorded(recorder.registry))
     registry.register(RuntimeCollector(runtime))
     return generate_latest(registry)
