@@ -248,6 +248,7 @@ def _deltas(text: str, client: str) -> list[str]:
 
 
 async def test_a_stream_failing_after_its_first_byte_is_not_retried(gateways: Gateways, fake: FakeUpstream) -> None:
+    """F10: after the first byte a failure is the dialect's terminal error event, never a retry or a silent stop."""
     fake.scripts["prim-cut"] = Script(text="Lorem ipsum dolor sit amet, " * 8, cut_after=5)
     config = gateway_config(
         fake,
@@ -314,6 +315,7 @@ async def test_policy_sends_short_and_long_turns_to_different_targets(gateways: 
 async def test_affinity_holds_a_session_to_its_target_and_key_until_the_target_fails(
     gateways: Gateways, fake: FakeUpstream
 ) -> None:
+    """F41: one Claude Code session keeps its deployment and key (prompt cache, reasoning state) while healthy."""
     providers = {
         "a": {"dialect": "openai-chat", "base_url": f"{fake.base_url}/v1", "keys": POOL},
         "b": {"dialect": "openai-chat", "base_url": f"{fake.base_url}/v1", "keys": ["sk-b-one", "sk-b-two"]},
@@ -373,6 +375,7 @@ async def test_upstream_rpm_is_respected_before_sending(
 
 
 async def test_models_list_what_routes_expose_with_limits(gateways: Gateways, fake: FakeUpstream) -> None:
+    """F44: the discovery list in both shapes, with each routed model's context window and output cap."""
     routes = [{"match": "my-codex", "to": "openai:gpt-5.5-codex"}, {"match": "claude-*", "to": "openai:gpt-5"}]
     gateway = await gateways.start(gateway_config(fake, routes=routes))
     async with httpx.AsyncClient(timeout=30) as http:

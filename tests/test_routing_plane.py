@@ -202,6 +202,7 @@ async def test_a_weighted_level_spreads_by_weight_smoothly(tmp_path: Any) -> Non
 
 
 async def test_affinity_pins_a_session_and_survives_a_reload(tmp_path: Any) -> None:
+    """F41: the pin (target and key) outlives a reload that keeps them."""
     runtime = _runtime(tmp_path, [{"match": "*", "to": ["p:a", "r:b"]}])
     router = runtime.state.router
     first = _attempts(runtime, session="s1").next()
