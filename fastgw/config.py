@@ -29,7 +29,23 @@ class ConfigError(Exception):
     """The configuration is invalid; the message names the source, the key path and what was expected."""
 
 
-class Rights(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+class Quota(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    """Limits and budgets of one level (or of one model glob within a level: ``Rights.model_limits``).
+
+    Attributes:
+        rpm, tpm: requests and tokens per minute.
+        concurrency: requests in flight at once.
+        budget_day, budget_month: USD per UTC day and month.
+    """
+
+    rpm: int | None = None
+    tpm: int | None = None
+    concurrency: int | None = None
+    budget_day: float | None = None
+    budget_month: float | None = None
+
+
+class Rights(Quota, frozen=True, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
     """What one level of the org -> team -> gateway key hierarchy allows (``[org]`` in the config; teams and keys
     in the key store). A key's effective rights are the intersection with its parents': every level's allowlists
     must admit a request and every level's limits hold, so a child never exceeds its parent.
@@ -38,19 +54,15 @@ class Rights(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, omit
         models: globs of the client model names allowed (empty: any).
         paths: globs of the API paths allowed (empty: any).
         ips: client networks allowed, CIDR (empty: any).
-        rpm, tpm: requests and tokens per minute.
-        concurrency: requests in flight at once.
-        budget_day, budget_month: USD per UTC day and month.
+        model_limits: model glob -> limits and budgets of this level's requests for the models it matches, on top
+            of the level's own (``[org.model_limits."claude-opus-*"] budget_day = 50``: all opus traffic together).
+        (and the limits of ``Quota``, over all of the level's requests)
     """
 
     models: list[str] = []
     paths: list[str] = []
     ips: list[str] = []
-    rpm: int | None = None
-    tpm: int | None = None
-    concurrency: int | None = None
-    budget_day: float | None = None
-    budget_month: float | None = None
+    model_limits: dict[str, Quota] = {}
 
 
 class Limits(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -269,13 +281,9 @@ def _expand(value: Any, path: str, source: str, env: dict[str, str]) -> Any:
 
 
 def _check(config: Config, source: str) -> Config:
-    for path, cidr in [("trusted_proxies", c) for c in config.trusted_proxies] + [
-        ("org.ips", c) for c in config.org.ips
-    ]:
-        try:
-            ipaddress.ip_network(cidr, strict=False)
-        except ValueError:
-            raise ConfigError(f"{source}: {path}: {cidr!r} is not an IP network (CIDR)") from None
+    for cidr in config.trusted_proxies:
+        _check_network(cidr, "trusted_proxies", source)
+    check_rights(config.org, source, "org.")
     for name, value in msgspec.structs.asdict(config.routing).items():
         if not value > 0:
             raise ConfigError(f"{source}: routing.{name}: must be greater than 0")
@@ -327,10 +335,11 @@ def check_rights(rights: Rights, source: str, prefix: str = "") -> None:
     """Raises ``ConfigError`` for a network that is not CIDR or a limit that is not positive."""
     for cidr in rights.ips:
         _check_network(cidr, f"{prefix}ips", source)
-    for name in ("rpm", "tpm", "concurrency", "budget_day", "budget_month"):
-        value = getattr(rights, name)
-        if value is not None and not value > 0:
-            raise ConfigError(f"{source}: {prefix}{name}: must be greater than 0")
+    for where, quota in ((prefix, rights), *((f"{prefix}model_limits.{g}.", q) for g, q in rights.model_limits.items())):
+        for name in Quota.__struct_fields__:
+            value = getattr(quota, name)
+            if value is not None and not value > 0:
+                raise ConfigError(f"{source}: {where}{name}: must be greater than 0")
 
 
 def _check_network(cidr: str, path: str, source: str) -> None:

@@ -163,7 +163,7 @@ class Pipeline:
             caller = services.access.identify(headers, address, path or registry.PATHS[dialect])
             outcome.principal, outcome.team = caller.principal, caller.team
             plan = self._plan(state, inbound, caller, headers, body, outcome)
-            reservation = await services.limiter.admit(caller, (plan.estimate or len(body) // 4) + plan.output_cap)
+            reservation = await services.limiter.admit(caller, plan.model, (plan.estimate or len(body) // 4) + plan.output_cap)
             if reservation is not None:
                 out.before_end = settle
             with trio.move_on_after(state.config.timeouts.total) as deadline:

@@ -23,7 +23,7 @@ from fastgw.config import Config
 from fastgw.governance.access import Access, AccessStatistics
 from fastgw.governance.audit import AuditLog, DenialRecorder
 from fastgw.governance.keys import KeyStore
-from fastgw.governance.limits import Limiter, LimiterStatistics, SQLiteLimiter
+from fastgw.governance.limits import Limiter, LimiterStatistics, SharedLimiter
 from fastgw.governance.secrets import ProviderKeys, SecretsError, master_key
 from fastgw.metering.record import price
 from fastgw.metering.recorder import UsageRecorder
@@ -60,7 +60,7 @@ class Services:
         # Gateway keys and teams live in the data directory, shared with the CLI and the other workers.
         self.keys = KeyStore(config.data_dir)
         self.access = Access(config, self.keys, now=sources.now)
-        self.limiter: Limiter = SQLiteLimiter(config.data_dir, now=sources.now)
+        self.limiter: Limiter = SharedLimiter(config.data_dir, now=sources.now)
         # Provider keys added by the CLI, encrypted at rest; ``provider_keys`` below is their last good decryption.
         self.secrets = ProviderKeys(config.data_dir)
         self.provider_keys: dict[str, list[str]] = {}
@@ -123,6 +123,7 @@ class Services:
         """Stop taking work: the recorder drains what is queued; idle upstream connections close."""
         await self.recorder.aclose()
         await self.transport.aclose()
+        self.limiter.close()
 
 
 class TargetView(msgspec.Struct, frozen=True, kw_only=True):

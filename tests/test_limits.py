@@ -160,17 +160,17 @@ def test_rpm_holds_across_two_worker_processes(tmp_path: Path, monkeypatch: pyte
 async def test_a_busy_counter_file_is_waited_for_in_a_thread_not_on_the_event_loop(tmp_path: Path) -> None:
     """Another process holding the counters' lock must not stall this worker's event loop: the transaction moves to
     a thread that waits for it, while the loop keeps serving."""
-    import sqlite3
+    import fcntl
     import time
 
     from fastgw.config import Rights
     from fastgw.governance.access import Caller, Level
-    from fastgw.governance.limits import SQLiteLimiter
+    from fastgw.governance.limits import FILE, SharedLimiter
 
-    limiter = SQLiteLimiter(str(tmp_path), now=time.time)
+    limiter = SharedLimiter(str(tmp_path), now=time.time)
     caller = Caller(principal="k", levels=(Level.of("key k", Rights(rpm=10)),))
-    other = sqlite3.connect(tmp_path / "limits.sqlite3", isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")  # another worker mid-transaction
+    other = os.open(tmp_path / FILE, os.O_RDWR)  # another open file: its flock excludes ours as another process's
+    fcntl.flock(other, fcntl.LOCK_EX)  # another worker mid-transaction
     ticks = 0
 
     async def loop_keeps_running() -> None:
@@ -181,15 +181,138 @@ async def test_a_busy_counter_file_is_waited_for_in_a_thread_not_on_the_event_lo
 
     async def release_later() -> None:
         await trio.sleep(0.3)
-        other.execute("COMMIT")
+        fcntl.flock(other, fcntl.LOCK_UN)
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(loop_keeps_running)
         nursery.start_soon(release_later)
         before = ticks
-        reservation = await limiter.admit(caller, 10)  # waits in its thread while the lock is held
+        reservation = await limiter.admit(caller, "m", 10)  # waits in its thread while the lock is held
         assert ticks > before + 10  # the loop kept running meanwhile
         assert reservation is not None and limiter.statistics().contended == 1
         nursery.cancel_scope.cancel()
-    other.close()
+    os.close(other)
     limiter.close()
+
+
+async def test_limits_per_model_of_a_key_and_of_the_org(gateways: Gateways, fake: FakeUpstream, tmp_path: Path) -> None:
+    """``model_limits``: a key's own limit for the models a glob matches (set with ``keys limits --model``), and an
+    org-wide one from the config that all keys share; other models are not counted against them."""
+    routes = [{"match": "claude-*", "to": "anthropic:fake-text"}, {"match": "*", "to": "openai"}]
+    org = {"model_limits": {"claude-*": {"rpm": 2}}}
+    config = gateway_config(fake, routes=routes, org=org)
+    path = tmp_path / "fastgw.toml"
+    path.write_text(f'data_dir = "{config.data_dir}"\n')
+    gateway = await gateways.start(config)
+    key = fastgw("keys", "create", "--name", "k", "--config", str(path))
+    other = fastgw("keys", "create", "--name", "other", "--config", str(path))
+    changed = fastgw("keys", "limits", "k", "--model", "gpt-5*", "--rpm", "1", "--budget-day", "5", "--config", str(path))
+    assert '"model_limits":{"gpt-5*":{"rpm":1,"budget_day":5.0}}' in changed
+    with openai.OpenAI(base_url=gateway.url + "/v1", api_key=key, max_retries=0) as oai:
+        await in_thread(lambda: oai.chat.completions.create(model="gpt-5-mini", messages=HELLO))  # type: ignore[arg-type]
+        with pytest.raises(openai.RateLimitError) as per_model:
+            await in_thread(lambda: oai.chat.completions.create(model="gpt-5", messages=HELLO))  # type: ignore[arg-type]
+        for _ in range(3):  # another model: not counted against gpt-5*
+            await in_thread(lambda: oai.chat.completions.create(model="gpt-x", messages=HELLO))  # type: ignore[arg-type]
+    assert "key k is over its rpm limit of 1 requests per minute for models gpt-5*" in per_model.value.message
+    for token in (key, other):  # the org's claude-* limit is shared by every key
+        with anthropic.Anthropic(base_url=gateway.url, api_key=token, max_retries=0) as claude:
+            await in_thread(lambda: claude.messages.create(model="claude-x", max_tokens=20, messages=HELLO))
+    with anthropic.Anthropic(base_url=gateway.url, api_key=other, max_retries=0) as claude:
+        with pytest.raises(anthropic.RateLimitError) as org_wide:
+            await in_thread(lambda: claude.messages.create(model="claude-x", max_tokens=20, messages=HELLO))
+    assert "org is over its rpm limit of 2 requests per minute for models claude-*" in org_wide.value.message
+    cleared = fastgw("keys", "limits", "k", "--model", "gpt-5*", "--clear", "rpm,budget_day", "--config", str(path))
+    assert "model_limits" not in cleared
+
+
+def _hold_one(data_dir: str, ready: str) -> None:
+    """In a child process: take the one concurrency slot of key k, say so, and wait to be killed."""
+    import pathlib
+    import time
+
+    from fastgw.config import Rights
+    from fastgw.governance.access import Caller, Level
+    from fastgw.governance.limits import SharedLimiter
+
+    limiter = SharedLimiter(data_dir, now=time.time)
+    caller = Caller(principal="k", levels=(Level.of("key k", Rights(concurrency=1)),))
+    assert trio.run(limiter.admit, caller, "m", 1) is not None
+    pathlib.Path(ready).write_text("held")
+    time.sleep(600)
+
+
+async def test_a_worker_that_dies_mid_request_does_not_hold_a_concurrency_limit(tmp_path: Path) -> None:
+    """Requests in flight are counted per process: once the process holding the only slot is killed (no
+    settlement ever comes), its count stops mattering and the next request is admitted."""
+    import multiprocessing
+    import time
+
+    from fastgw.config import Rights
+    from fastgw.errors import RateLimited
+    from fastgw.governance.access import Caller, Level
+    from fastgw.governance.limits import SharedLimiter
+
+    ready = tmp_path / "ready"
+    child = multiprocessing.get_context("spawn").Process(target=_hold_one, args=(str(tmp_path), str(ready)))
+    child.start()
+    try:
+        with trio.fail_after(60):
+            while not ready.exists():
+                await trio.sleep(0.05)
+        limiter = SharedLimiter(str(tmp_path), now=time.time)
+        caller = Caller(principal="k", levels=(Level.of("key k", Rights(concurrency=1)),))
+        with pytest.raises(RateLimited, match="concurrency limit of 1"):
+            await limiter.admit(caller, "m", 1)  # the child's request is in flight
+        assert limiter.statistics().reaped == 0
+        child.kill()
+        child.join(10)
+        reservation = await limiter.admit(caller, "m", 1)  # the dead child's count is dropped
+        assert reservation is not None and limiter.statistics().reaped == 1
+        with pytest.raises(RateLimited):
+            await limiter.admit(caller, "m", 1)  # and ours counts
+        await limiter.settle(reservation, None, 0.0)
+        assert await limiter.admit(caller, "m", 1) is not None
+        limiter.close()
+    finally:
+        child.kill()
+        child.join(10)
+
+
+async def test_budgets_and_buckets_follow_the_utc_calendar() -> None:
+    """A day's spend stops counting at UTC midnight and a month's on the 1st; a drained bucket refills at its rate."""
+    import tempfile
+
+    from fastgw.config import Rights
+    from fastgw.errors import RateLimited
+    from fastgw.governance.access import Caller, Level
+    from fastgw.governance.limits import SharedLimiter
+
+    now = [1_796_169_599.0]  # 2026-12-01 23:59:59 UTC
+
+    with tempfile.TemporaryDirectory() as data_dir:
+        limiter = SharedLimiter(data_dir, now=lambda: now[0])
+        day = Caller(principal="d", levels=(Level.of("key d", Rights(budget_day=1.0, rpm=60)),))
+        month = Caller(principal="m", levels=(Level.of("key m", Rights(budget_month=1.0)),))
+        for caller in (day, month):
+            spent = await limiter.admit(caller, "x", 1)
+            assert spent is not None
+            await limiter.settle(spent, 1, 1.5)
+        with pytest.raises(RateLimited, match="budget of 1 USD per day") as refused:
+            await limiter.admit(day, "x", 1)
+        assert refused.value.retry_after == "1"
+        now[0] += 1  # 2026-12-02 00:00:00: a new day, the same month
+        assert await limiter.admit(day, "x", 1) is not None
+        with pytest.raises(RateLimited, match="budget of 1 USD per month") as monthly:
+            await limiter.admit(month, "x", 1)
+        assert int(monthly.value.retry_after or 0) == 30 * 86400
+        now[0] = 1_798_761_600.0  # 2027-01-01 00:00:00
+        assert await limiter.admit(month, "x", 1) is not None
+        for _ in range(60):  # drain the rpm bucket of d
+            await limiter.admit(day, "x", 1)
+        with pytest.raises(RateLimited, match="rpm limit of 60") as drained:
+            await limiter.admit(day, "x", 1)
+        assert drained.value.retry_after == "1"
+        now[0] += 1.0  # one request's worth refilled
+        assert await limiter.admit(day, "x", 1) is not None
+        limiter.close()

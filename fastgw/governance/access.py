@@ -71,6 +71,7 @@ class Access:
         """A (re)loaded config: the auth mode, the org's rights, the trusted proxies."""
         self._required = config.auth == "required"
         self._org = Level.of("org", config.org)
+        self._anonymous = (self._org,)  # one tuple for every anonymous caller (the limiter caches per tuple)
         self._proxies = tuple(ipaddress.ip_network(c, strict=False) for c in config.trusted_proxies)
         self._version = -1  # rebuild the keys' levels on the new org
 
@@ -102,7 +103,7 @@ class Access:
         self._refresh()
         address = self._client_address(headers, peer)
         if not (self._required or self._keys):  # no keys yet: open, whatever placeholder the client sends
-            caller = Caller(address=address, levels=(self._org,))
+            caller = Caller(address=address, levels=self._anonymous)
         elif (presented := _presented(headers)) is None:
             raise AuthenticationFailed("a gateway key is required: send it as x-api-key or Authorization: Bearer")
         else:

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import msgspec
 
 from fastgw import config as config_module
-from fastgw.config import Rights
+from fastgw.config import Quota, Rights
 from fastgw.governance import audit, provider_cli
 from fastgw.governance.audit import AuditLog
 from fastgw.governance.keys import KeyStore, KeyStoreError, amended
@@ -40,6 +40,12 @@ def _limits(parser: argparse.ArgumentParser, change: bool = False) -> None:
     parser.add_argument("--budget-month", type=float, help="USD per UTC month")
     if change:
         parser.add_argument("--clear", type=_csv, default=[], help="rights to remove (any, no limit): rpm,models,...")
+        parser.add_argument(
+            "--model",
+            metavar="GLOB",
+            help="set (or --clear) the limits (rpm, tpm, concurrency, budgets) of the requests for models matching "
+            "GLOB, on top of the overall ones",
+        )
     parser.add_argument("--config", help="TOML config file whose data_dir holds the keys (default: environment)")
 
 
@@ -160,10 +166,29 @@ def _teams(store: KeyStore, log: AuditLog, args: argparse.Namespace) -> int:
 
 
 def _change(store: KeyStore, log: AuditLog, kind: Literal["key", "team"], args: argparse.Namespace) -> None:
-    changes: dict[str, Any] = {name: getattr(args, name) for name in Rights.__struct_fields__}
-    changes = {name: value for name, value in changes.items() if value is not None}
+    fields = Quota.__struct_fields__ if args.model else Rights.__struct_fields__
+    given = {name: getattr(args, name, None) for name in fields}  # (model_limits has no option of its own)
+    changes: dict[str, Any] = {name: value for name, value in given.items() if value is not None}
     changes.update(dict.fromkeys(args.clear))
-    changed = store.change_rights(kind, args.name, lambda old: amended(old, changes, "command line"))
+    if args.model:
+        if args.models is not None or args.paths is not None or args.ips is not None:
+            raise config_module.ConfigError("command line: --model takes limits only (not --models, --paths, --ips)")
+        glob, quota = args.model, changes
+
+        def change(old: Rights) -> Rights:
+            per_model = msgspec.to_builtins(old.model_limits)
+            per_model[glob] = {**per_model.get(glob, {}), **quota}
+            per_model[glob] = {name: value for name, value in per_model[glob].items() if value is not None}
+            if not per_model[glob]:
+                del per_model[glob]  # nothing left: the glob has no limits of its own
+            return amended(old, {"model_limits": per_model or None}, "command line")
+
+    else:
+
+        def change(old: Rights) -> Rights:
+            return amended(old, changes, "command line")
+
+    changed = store.change_rights(kind, args.name, change)
     detail = {"kind": kind, "old": msgspec.to_builtins(changed.old), "new": msgspec.to_builtins(changed.new)}
     log.write(audit.cli_actor(), audit.LIMITS_CHANGED, args.name, detail)
     print(f"{kind} {args.name!r}: {msgspec.json.encode(changed.new).decode()}")

@@ -1,31 +1,36 @@
 """Limits and budgets of the org -> team -> key levels, held across every worker of a host.
 
-``Limiter`` is the interface (the scale-out issue adds a Redis one). ``SQLiteLimiter`` keeps the counters in one
-SQLite file in the data directory; admission and settlement are each one ``BEGIN IMMEDIATE`` transaction, so the
-worker processes of a host (and their threads) see one set of counters:
+``Limiter`` is the interface (the scale-out issue adds a Redis one). ``SharedLimiter`` keeps the counters in
+``data_dir/limits.counters``, a table of named counters in a memory-mapped file shared by the host's processes
+(``counters.py``); admission and settlement are each one transaction under the file's lock, so the workers of a
+host (and their threads) see one set of counters:
 
 - ``rpm`` and ``tpm``: token buckets (capacity one minute's worth, refilled continuously), so there is no window
   edge to burst across. A request takes one request and reserves its input estimate plus its output cap in tokens;
   when it ends the reservation is corrected to what the upstream reported.
-- ``concurrency``: requests admitted and not yet settled.
+- ``concurrency``: requests admitted and not yet settled, counted per process and added up over the live ones, so
+  the requests of a worker that died stop counting.
 - ``budget_day`` / ``budget_month``: USD spent in the UTC day / month, added when a request ends. A request is
   admitted while the spend is under the budget, so the budget is overspent by at most the requests already in
   flight when it was reached.
 
+Every level's ``model_limits`` apply the same limits to its requests for the models a glob matches (each matching
+glob counts separately), on top of the level's own.
+
 A request over any limit fails at once with ``RateLimited`` (429 in the client's dialect) naming the level and the
 limit, with a ``retry-after`` of when it would pass. Time is the wall clock of the ``Sources`` (shared by
-processes); a caller without limits costs nothing here. A transaction takes 70-110 us; it runs on the event loop when
-the file is free (a hop to a thread costs more than that) and in a worker thread, waiting for the lock, when another
-process holds it.
+processes); a caller without limits costs nothing here. A transaction takes tens of microseconds; it runs on the
+event loop when the lock is free and in a worker thread, waiting for the lock, when another process holds it.
 """
 
 from __future__ import annotations
 
 import calendar
 import datetime
+import fnmatch
+import functools
 import math
-import sqlite3
-import threading
+import struct
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -33,35 +38,44 @@ from typing import Protocol, TypeVar
 import msgspec
 import trio
 
+from fastgw.config import Quota
 from fastgw.errors import RateLimited
 from fastgw.governance.access import Caller, Level
+from fastgw.governance.counters import PROCESSES, Counters
 
 T = TypeVar("T")
 
-_SCHEMA = """CREATE TABLE IF NOT EXISTS counters (
-    name TEXT PRIMARY KEY, value REAL NOT NULL, at REAL NOT NULL)"""
+FILE = "limits-v1.counters"
+_IN_FLIGHT_FOR = 86400.0  # requests in flight keep a record for a day; a leaked count (never settled) ends with it
+
+# A level's record (``counters.Counters`` payload): rpm bucket (level, when), tpm bucket (level, when), spend of a
+# UTC day (day number, USD) and of a month (year * 12 + month - 1, USD), then requests in flight per process of the
+# process table: (generation & 0xFFFF) << 16 | count, so a count left by a dead process's predecessor is not read.
+_BUCKETS = struct.Struct("<8d")
+_FLIGHT = struct.Struct(f"<{PROCESSES}I")
+_PAYLOAD = _BUCKETS.size + _FLIGHT.size
 
 
 class Reservation(msgspec.Struct, frozen=True, kw_only=True):
-    """What ``admit`` took, for ``settle`` to correct: the token buckets charged and the concurrency counters
-    raised (by name), the tokens reserved, and the budget counters the spend goes to."""
+    """What ``admit`` took, for ``settle`` to correct: the checks it charged (their records) and the tokens
+    reserved."""
 
     tokens: int
-    tpm: tuple[str, ...] = ()
-    concurrency: tuple[str, ...] = ()
-    budgets: tuple[str, ...] = ()
+    checks: tuple[_Check, ...]
 
 
 class LimiterStatistics(msgspec.Struct, frozen=True, kw_only=True):
     admitted: int
     refused: int
     settled: int
-    contended: int  # transactions that found the file locked by another process and waited in a thread
+    contended: int  # transactions that found the lock held by another process and waited in a thread
+    reaped: int  # dead processes whose in-flight counts were dropped
 
 
 class Limiter(Protocol):
-    async def admit(self, caller: Caller, tokens: int) -> Reservation | None:
-        """Take one request and ``tokens`` from every level of ``caller``; None when no level has a limit.
+    async def admit(self, caller: Caller, model: str, tokens: int) -> Reservation | None:
+        """Take one request and ``tokens`` from every level of ``caller`` (and every ``model_limits`` entry of a
+        level that matches ``model``); None when nothing has a limit.
 
         Raises:
             RateLimited: a level is at a limit (its message names it; ``retry_after`` says when it would pass).
@@ -75,74 +89,99 @@ class Limiter(Protocol):
 
     def statistics(self) -> LimiterStatistics: ...
 
-
-def _limited(level: Level) -> bool:
-    rights = level.rights
-    return any(
-        value is not None
-        for value in (rights.rpm, rights.tpm, rights.concurrency, rights.budget_day, rights.budget_month)
-    )
+    def close(self) -> None:
+        """Release what the limiter holds (this process's entry in the shared counters)."""
+        ...
 
 
-def _prefix(level: Level) -> str:
-    return level.name.replace(" ", ":")  # "org", "team:x", "key:y"
+_QUOTA_FIELDS = Quota.__struct_fields__
 
 
-class SQLiteLimiter:
+def _limited(quota: Quota) -> bool:
+    return any(getattr(quota, name) is not None for name in _QUOTA_FIELDS)
+
+
+class _Check(msgspec.Struct, frozen=True):
+    """One quota to check: its record's name, the words naming it in a refusal, the limits."""
+
+    name: str  # "org", "team:x", "key:y", "key:y:model:GLOB"
+    level: str
+    scope: str  # "" or " for models GLOB"
+    quota: Quota
+
+
+def _checks(levels: tuple[Level, ...], model: str) -> list[_Check]:
+    checks = []
+    for level in levels:
+        rights, name = level.rights, level.name.replace(" ", ":")
+        if _limited(rights):
+            checks.append(_Check(name, level.name, "", rights))
+        for glob, quota in rights.model_limits.items():
+            if fnmatch.fnmatchcase(model, glob) and _limited(quota):
+                checks.append(_Check(f"{name}:model:{glob}", level.name, f" for models {glob}", quota))
+    return checks
+
+
+class SharedLimiter:
     """The embedded limiter (see the module docstring)."""
 
     def __init__(self, data_dir: str, now: Callable[[], float]) -> None:
         root = Path(data_dir).expanduser()
         root.mkdir(parents=True, exist_ok=True)
-        self._path = root / "limits.sqlite3"
+        self._counters = Counters(root / FILE, _PAYLOAD)
         self._now = now
-        self._lock = threading.Lock()
-        # Two connections to one file: ``_fast`` never waits for another process's lock (used on the event loop,
-        # where waiting would stall every request), ``_slow`` waits up to 30 s (used in a worker thread).
-        self._fast = self._connect(timeout=0)
-        self._slow = self._connect(timeout=30)
-        self._fast.execute(_SCHEMA)
-        self._admitted = self._refused = self._settled = self._contended = 0
-
-    def _connect(self, timeout: float) -> sqlite3.Connection:
-        db = sqlite3.connect(self._path, timeout=timeout, isolation_level=None, check_same_thread=False)
-        # Counters, not records: no journal and no fsync (a crash may lose the last writes). File locks still make
-        # each transaction atomic across processes.
-        db.execute("PRAGMA journal_mode=OFF")
-        db.execute("PRAGMA synchronous=OFF")
-        return db
+        # (id of a caller's levels, model) -> (those levels, their checks): callers of one key share one tuple of
+        # levels until a reload rebuilds it (holding it keeps its id from being reused)
+        self._plans: dict[tuple[int, str], tuple[tuple[Level, ...], list[_Check]]] = {}
+        self._admitted = self._refused = self._settled = self._contended = self._reaped = 0
 
     def statistics(self) -> LimiterStatistics:
         return LimiterStatistics(
-            admitted=self._admitted, refused=self._refused, settled=self._settled, contended=self._contended
+            admitted=self._admitted,
+            refused=self._refused,
+            settled=self._settled,
+            contended=self._contended,
+            reaped=self._reaped,
         )
 
+    def close(self) -> None:
+        self._counters.close()
+
     async def _run(self, transaction: Callable[..., T], *args: object) -> T:
-        """Run ``transaction(db, *args)``: on the event loop when the file is free (a transaction takes tens of
-        microseconds; a hop to a thread costs more than that), else in a thread that waits for the lock."""
-        if self._lock.acquire(blocking=False):
+        """Run ``transaction(*args)`` under the lock: on the event loop when it is free (a transaction is shorter
+        than a hop to a thread), else in a thread that waits for it."""
+        counters = self._counters
+        if counters.try_lock():
             try:
-                return transaction(self._fast, *args)
-            except sqlite3.OperationalError as error:
-                if "locked" not in str(error) and "busy" not in str(error):
-                    raise
+                return transaction(*args)
             finally:
-                self._lock.release()
+                counters.unlock()
         self._contended += 1
         with trio.CancelScope(shield=True):  # a settlement runs while a cancelled request unwinds: it must finish
             result = await trio.to_thread.run_sync(self._locked, transaction, *args)
         return result
 
     def _locked(self, transaction: Callable[..., T], *args: object) -> T:
-        with self._lock:
-            return transaction(self._slow, *args)
+        with self._counters.transaction():
+            return transaction(*args)
 
-    async def admit(self, caller: Caller, tokens: int) -> Reservation | None:
-        levels = [level for level in caller.levels if _limited(level)]
-        if not levels:
+    def _plan(self, caller: Caller, model: str) -> list[_Check]:
+        levels = caller.levels
+        found = self._plans.get((id(levels), model))
+        if found is not None and found[0] is levels:
+            return found[1]
+        if len(self._plans) > 4096:  # levels change with reloads: forget old plans now and then
+            self._plans.clear()
+        plan = _checks(levels, model)
+        self._plans[(id(levels), model)] = (levels, plan)
+        return plan
+
+    async def admit(self, caller: Caller, model: str, tokens: int) -> Reservation | None:
+        plan = self._plan(caller, model)
+        if not plan:
             return None
         try:
-            reservation = await self._run(self._admit, levels, tokens, self._now())
+            reservation = await self._run(self._admit, plan, tokens, self._now())
         except RateLimited:
             self._refused += 1
             raise
@@ -153,113 +192,169 @@ class SQLiteLimiter:
         await self._run(self._settle, reservation, tokens, cost, self._now())
         self._settled += 1
 
-    def close(self) -> None:
-        self._fast.close()
-        self._slow.close()
+    # -- transactions (under the lock)
 
-    # -- transactions (on the event loop, or in a worker thread when the file is busy)
+    def _in_flight(self, offset: int | None) -> tuple[list[int], int]:
+        """The record's per-process words and the requests in flight they add up to over the live processes."""
+        if offset is None:
+            return [0] * PROCESSES, 0
+        words = list(_FLIGHT.unpack_from(self._counters.map, offset + _BUCKETS.size))
+        total = 0
+        for index, generation in self._counters.processes():
+            word = words[index]
+            if word >> 16 == generation & 0xFFFF:
+                total += word & 0xFFFF
+        return words, total
 
-    def _admit(self, db: sqlite3.Connection, levels: list[Level], tokens: int, now: float) -> Reservation:
-        day, month = _day(now), _month(now)
-        tpm: list[str] = []
-        concurrency: list[str] = []
-        budgets: list[str] = []
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            writes: list[tuple[str, float, float]] = []
-            for level in levels:
-                rights, prefix = level.rights, _prefix(level)
-                if rights.rpm is not None:
-                    name = f"{prefix}:rpm"
-                    value = _refill(db, name, rights.rpm, now)
-                    if value < 1:
-                        wait = (1 - value) * 60 / rights.rpm
-                        raise _refusal(level, f"rpm limit of {rights.rpm} requests per minute", wait)
-                    writes.append((name, value - 1, now))
-                if rights.tpm is not None:
-                    name = f"{prefix}:tpm"
-                    value = _refill(db, name, rights.tpm, now)
-                    need = min(tokens, rights.tpm)  # a request larger than a minute's worth waits for a full one
-                    if value < need:
-                        wait = (need - value) * 60 / rights.tpm
-                        raise _refusal(level, f"tpm limit of {rights.tpm} tokens per minute", wait)
-                    writes.append((name, value - tokens, now))
-                    tpm.append(name)
-                if rights.concurrency is not None:
-                    name = f"{prefix}:concurrency"
-                    value = _read(db, name)
-                    if value >= rights.concurrency:
-                        raise _refusal(level, f"concurrency limit of {rights.concurrency} requests", 1.0)
-                    writes.append((name, value + 1, now))
-                    concurrency.append(name)
-                for budget, window, period, ends in (
-                    (rights.budget_day, day, "day", _next_day(now)),
-                    (rights.budget_month, month, "month", _next_month(now)),
-                ):
-                    if budget is None:
-                        continue
-                    name = f"{prefix}:spend:{window}"
-                    if _read(db, name) >= budget:
-                        raise _refusal(level, f"budget of {budget:g} USD per {period}", ends - now)
-                    budgets.append(name)
-            db.executemany("INSERT OR REPLACE INTO counters VALUES (?, ?, ?)", writes)
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        return Reservation(tokens=tokens, tpm=tuple(tpm), concurrency=tuple(concurrency), budgets=tuple(budgets))
+    def _admit(self, plan: list[_Check], tokens: int, now: float) -> Reservation:
+        counters = self._counters
+        counters.maintain(now)
+        day, month = _day_number(now), _month_number(now)
+        writes: list[tuple[_Check, int | None, tuple[float, ...], list[int] | None, int]] = []
+        for check in plan:
+            quota = check.quota
+            offset = counters.find(check.name, now)
+            record = _BUCKETS.unpack_from(counters.map, offset) if offset is not None else _FRESH
+            rpm, rpm_at, tpm, tpm_at, spend_day, day_spend, spend_month, month_spend = record
+            if quota.rpm is not None:
+                rpm = _level(rpm, rpm_at, quota.rpm, now)
+                if rpm < 1:
+                    wait = (1 - rpm) * 60 / quota.rpm
+                    raise _refusal(check, f"rpm limit of {quota.rpm} requests per minute", wait)
+                rpm, rpm_at = rpm - 1, now
+            if quota.tpm is not None:
+                tpm = _level(tpm, tpm_at, quota.tpm, now)
+                need = min(tokens, quota.tpm)  # a request larger than a minute's worth waits for a full one
+                if tpm < need:
+                    wait = (need - tpm) * 60 / quota.tpm
+                    raise _refusal(check, f"tpm limit of {quota.tpm} tokens per minute", wait)
+                tpm, tpm_at = tpm - tokens, now
+            if quota.budget_day is not None and spend_day == day and day_spend >= quota.budget_day:
+                raise _refusal(check, f"budget of {quota.budget_day:g} USD per day", _next_day(now) - now)
+            if quota.budget_month is not None and spend_month == month and month_spend >= quota.budget_month:
+                raise _refusal(check, f"budget of {quota.budget_month:g} USD per month", _next_month(now) - now)
+            words, flying = None, 0
+            if quota.concurrency is not None:
+                words, flying = self._in_flight(offset)
+                if flying >= quota.concurrency and counters.reap():
+                    self._reaped += 1  # a dead process held some: count again without it
+                    words, flying = self._in_flight(offset)
+                if flying >= quota.concurrency:
+                    raise _refusal(check, f"concurrency limit of {quota.concurrency} requests", 1.0)
+                _add_flight(words, counters.process, counters.generation, 1)
+                flying += 1
+            record = (rpm, rpm_at, tpm, tpm_at, spend_day, day_spend, spend_month, month_spend)
+            writes.append((check, offset, record, words, flying))
+        for check, offset, record, words, flying in writes:
+            self._write(check, offset, record, words, flying, now)
+        return Reservation(tokens=tokens, checks=tuple(plan))
 
-    def _settle(
-        self, db: sqlite3.Connection, reservation: Reservation, tokens: int | None, cost: float, now: float
+    def _write(
+        self,
+        check: _Check,
+        offset: int | None,
+        record: tuple[float, ...],
+        words: list[int] | None,
+        flying: int,
+        now: float,
     ) -> None:
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            if tokens is not None and tokens != reservation.tokens:
-                for name in reservation.tpm:
-                    db.execute(
-                        "UPDATE counters SET value = value - ? WHERE name = ?", (tokens - reservation.tokens, name)
-                    )
-            for name in reservation.concurrency:
-                db.execute("UPDATE counters SET value = MAX(value - 1, 0) WHERE name = ?", (name,))
+        """Write a check's record (``words``: its requests in flight, when they changed; ``flying``: their total)."""
+        counters = self._counters
+        if offset is None:
+            offset = counters.create(check.name, now)
+        _BUCKETS.pack_into(counters.map, offset, *record)
+        if words is not None:
+            _FLIGHT.pack_into(counters.map, offset + _BUCKETS.size, *words)
+        counters.expire(offset, _expires(check.quota, record, flying > 0, now))
+
+    def _settle(self, reservation: Reservation, tokens: int | None, cost: float, now: float) -> None:
+        counters = self._counters
+        counters.maintain(now)
+        day, month = _day_number(now), _month_number(now)
+        for check in reservation.checks:
+            quota = check.quota
+            offset = counters.find(check.name, now)
+            record = _BUCKETS.unpack_from(counters.map, offset) if offset is not None else _FRESH
+            rpm, rpm_at, tpm, tpm_at, spend_day, day_spend, spend_month, month_spend = record
+            if quota.tpm is not None and tokens is not None and tokens != reservation.tokens:
+                tpm = min(float(quota.tpm), _level(tpm, tpm_at, quota.tpm, now) - (tokens - reservation.tokens))
+                tpm_at = now
             if cost:
-                for name in reservation.budgets:
-                    db.execute(
-                        "INSERT INTO counters VALUES (?, ?, ?) "
-                        "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value, at = excluded.at",
-                        (name, cost, now),
-                    )
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
+                if quota.budget_day is not None:
+                    day_spend = (day_spend if spend_day == day else 0.0) + cost
+                    spend_day = day
+                if quota.budget_month is not None:
+                    month_spend = (month_spend if spend_month == month else 0.0) + cost
+                    spend_month = month
+            words, flying = None, 0
+            if quota.concurrency is not None and offset is not None:
+                words, flying = self._in_flight(offset)
+                flying -= _add_flight(words, counters.process, counters.generation, -1)
+            record = (rpm, rpm_at, tpm, tpm_at, spend_day, day_spend, spend_month, month_spend)
+            self._write(check, offset, record, words, flying, now)
 
 
-def _read(db: sqlite3.Connection, name: str) -> float:
-    row = db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
-    return float(row[0]) if row else 0.0
+_FRESH = (0.0,) * 8  # a record not written yet: full buckets (``at`` 0), no spend, nothing in flight
 
 
-def _refill(db: sqlite3.Connection, name: str, per_minute: int, now: float) -> float:
-    """A token bucket's level now: full when new, refilled at ``per_minute / 60`` per second up to ``per_minute``."""
-    row = db.execute("SELECT value, at FROM counters WHERE name = ?", (name,)).fetchone()
-    if row is None:
+def _add_flight(words: list[int], process: int, generation: int, delta: int) -> int:
+    """Add ``delta`` to this process's requests in flight (a word of an earlier generation counts as 0); returns
+    how much it changed (a count never goes below 0)."""
+    tag = generation & 0xFFFF
+    word = words[process]
+    count = (word & 0xFFFF) if word >> 16 == tag else 0
+    changed = max(0, min(count + delta, 0xFFFF))
+    words[process] = (tag << 16) | changed
+    return count - changed
+
+
+def _level(value: float, at: float, per_minute: int, now: float) -> float:
+    """A token bucket's level now: full when never used (``at`` 0), refilled at ``per_minute / 60`` per second up
+    to ``per_minute``."""
+    if not at:
         return float(per_minute)
-    value, at = float(row[0]), float(row[1])
     return min(float(per_minute), value + max(now - at, 0.0) * per_minute / 60)
 
 
-def _refusal(level: Level, limit: str, wait: float) -> RateLimited:
-    return RateLimited(f"{level.name} is over its {limit}", retry_after=str(max(1, math.ceil(wait))))
+def _expires(quota: Quota, record: tuple[float, ...], flying: bool, now: float) -> float:
+    """When the record stops mattering: its buckets full again, its spends' windows over, nothing in flight."""
+    rpm, rpm_at, tpm, tpm_at, spend_day, day_spend, spend_month, month_spend = record
+    ends = now
+    if flying:
+        ends = now + _IN_FLIGHT_FOR
+    if quota.rpm is not None and rpm_at:
+        ends = max(ends, rpm_at + max(quota.rpm - rpm, 0.0) * 60 / quota.rpm)
+    if quota.tpm is not None and tpm_at:
+        ends = max(ends, tpm_at + max(quota.tpm - tpm, 0.0) * 60 / quota.tpm)
+    if day_spend:
+        ends = max(ends, (spend_day + 1) * 86400.0)
+    if month_spend:
+        ends = max(ends, _month_end(spend_month))
+    return ends
 
 
-def _day(now: float) -> str:
-    return datetime.datetime.fromtimestamp(now, datetime.UTC).strftime("%Y-%m-%d")
+@functools.lru_cache(maxsize=64)
+def _month_end(number: float) -> float:
+    """The start of the month after month ``number`` (year * 12 + month - 1)."""
+    year, month = divmod(int(number), 12)
+    return float(calendar.timegm((year + (month == 11), (month + 1) % 12 + 1, 1, 0, 0, 0)))
 
 
-def _month(now: float) -> str:
-    return datetime.datetime.fromtimestamp(now, datetime.UTC).strftime("%Y-%m")
+def _refusal(check: _Check, limit: str, wait: float) -> RateLimited:
+    return RateLimited(f"{check.level} is over its {limit}{check.scope}", retry_after=str(max(1, math.ceil(wait))))
+
+
+def _day_number(now: float) -> float:
+    return float(math.floor(now / 86400))
+
+
+def _month_number(now: float) -> float:
+    """year * 12 + month - 1 of ``now`` (UTC)."""
+    year, month, _ = datetime.date.fromordinal(int(now // 86400) + _EPOCH_ORDINAL).timetuple()[:3]
+    return float(year * 12 + month - 1)
+
+
+_EPOCH_ORDINAL = datetime.date(1970, 1, 1).toordinal()
 
 
 def _next_day(now: float) -> float:
