@@ -1,7 +1,8 @@
 """What happened to one request, and the interface that receives it.
 
 Every model request ends in exactly one ``Outcome`` (success, error before or after the first byte, client gone;
-translated or passed through, streamed or not), handed to a ``Recorder``. The recorder interface is where usage
+translated or passed through, streamed or not), handed to a ``Recorder``; so does every refusal (401, 403, 429) of
+an endpoint the gateway answers itself (``fastgw.server.app``). The recorder interface is where usage
 metering, the audit log and metrics plug in; the default keeps recent outcomes in memory, behind a bounded channel
 drained by a background task, so recording never blocks or fails a request.
 """

@@ -260,9 +260,20 @@ class Runtime:
         """Rebuild the routing state (same config) whenever the stored provider keys change."""
         while True:
             await trio.sleep(PROVIDER_KEYS_POLL)
-            if self.services.secrets.version() != self.state.keys_version:
-                state = self.reload(self.state.config)
-                log.info("stored provider keys changed: routing state generation %d", state.generation)
+            self.provider_keys_changed()
+
+    def provider_keys_changed(self) -> RoutingState | None:
+        """Rebuild the routing state (same config) if the stored provider keys changed since it was built: the poll
+        above, and the admin API right after it changed them (so its own worker serves the change next).
+
+        Returns:
+            The new routing state, or None when nothing changed.
+        """
+        if self.services.secrets.version() == self.state.keys_version:
+            return None
+        state = self.reload(self.state.config)
+        log.info("stored provider keys changed: routing state generation %d", state.generation)
+        return state
 
     async def aclose(self) -> None:
         await self.services.aclose()

@@ -23,6 +23,7 @@ from fastgw.server.admin import TOKEN_ENV
 from fastgw.testing.fake_upstream import FakeUpstream
 from tests.conftest import Gateways, Running
 from tests.test_gateway_keys import create_key, fastgw
+from tests.test_metrics import value
 
 TOKEN = "test-admin-token-a7e1"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
@@ -226,6 +227,62 @@ async def test_a_denial_row_names_the_rule_that_refused(gateways: Gateways, setu
         "model 'gpt-x' is not allowed for key narrow (allowed: claude-*)",
         "key one is over its rpm limit of 1 requests per minute",
     ]
+
+
+ANTHROPIC = {"anthropic-version": "2023-06-01"}
+HELLO = [{"role": "user", "content": "hello"}]
+# Every client endpoint: method, path, body, the dialect its errors (and its audit rows) speak.
+ENDPOINTS: list[tuple[str, str, dict[str, Any] | None, str]] = [
+    ("POST", "/v1/messages", {"model": "gpt-x", "max_tokens": 9, "messages": HELLO}, "anthropic"),
+    ("POST", "/v1/messages/count_tokens", {"model": "gpt-x", "messages": HELLO}, "anthropic"),
+    ("GET", "/v1/models", None, "anthropic"),
+    ("POST", "/v1/chat/completions", CHAT, "openai-chat"),
+    ("POST", "/v1/responses", {"model": "gpt-x", "input": "hello"}, "openai-responses"),
+    ("GET", "/v1/responses/resp_0123", None, "openai-responses"),
+    ("DELETE", "/v1/responses/resp_0123", None, "openai-responses"),
+    ("GET", "/v1/responses/resp_0123/input_items", None, "openai-responses"),
+]
+
+
+async def test_every_client_endpoint_s_refusals_reach_the_audit_log_and_the_metrics(
+    gateways: Gateways, setup: Setup
+) -> None:
+    gateway = await setup.serve(gateways)
+    chat_only = create_key(setup.config, "chat-only", "--paths", "/v1/chat/*")
+    claude_only = create_key(setup.config, "claude-only", "--models", "claude-*")
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=10, headers=ANTHROPIC) as http:
+        anonymous = [await http.request(m, path, json=body) for m, path, body, _ in ENDPOINTS]
+        pathless = [await http.request(m, path, json=body, headers=bearer(chat_only)) for m, path, body, _ in ENDPOINTS]
+        counted = await http.post("/v1/messages/count_tokens", json=ENDPOINTS[1][2], headers=bearer(claude_only))
+        served = await http.get("/v1/models", headers=bearer(claude_only))  # served: not a refusal, not recorded
+        rows = await denials(gateway, 2 * len(ENDPOINTS))
+        listed = await http.get("/admin/audit", params={"action": "request.denied"}, headers=AUTH)
+        exposition = (await http.get("/metrics")).text
+
+    assert [r.status_code for r in anonymous] == [401] * len(ENDPOINTS)
+    assert [r.status_code for r in pathless] == [403, 403, 403, 200, 403, 403, 403, 403]  # chat is its one path
+    assert counted.status_code == 403 and served.status_code == 200
+    expected: list[tuple[str | None, int, str, str]] = [
+        ("anonymous", 401, dialect, "a gateway key is required") for *_, dialect in ENDPOINTS
+    ]
+    expected += [  # access control refuses the path before it hands over the caller: the rule names the key
+        (None, 403, dialect, f"path {path} is not allowed for key chat-only")
+        for _, path, _, dialect in ENDPOINTS
+        if path != "/v1/chat/completions"
+    ]
+    expected.append(("key:claude-only", 403, "anthropic", "model 'gpt-x' is not allowed for key claude-only"))
+    shown = [(r.actor, r.detail["status"], r.detail["dialect"], r.detail["rule"]) for r in rows]
+    assert len(shown) == len(expected)
+    for (actor, status, dialect, rule), want in zip(shown, expected, strict=True):
+        assert (status, dialect) == want[1:3] and rule.startswith(want[3]) and want[0] in (None, actor), (actor, rule)
+    assert rows[-1].detail["model"] == "gpt-x"  # what count_tokens was asked for
+
+    assert listed.status_code == 200 and len(listed.json()) == len(expected)
+    code, printed = fastgw("audit", "--action", "request.denied", "--format", "json", "--config", setup.config)
+    assert code == 0 and [row["detail"]["rule"] for row in json.loads(printed)] == [r.detail["rule"] for r in rows]
+    assert value(exposition, "fastgw_rejections_total", error="AuthenticationFailed") == len(ENDPOINTS)
+    assert value(exposition, "fastgw_rejections_total", error="PermissionDenied") == len(ENDPOINTS)
+    assert value(exposition, "fastgw_requests_total", outcome="rejected") == 2 * len(ENDPOINTS)
 
 
 async def test_the_denial_recorder_takes_only_denials_and_writes_what_is_left_on_close(tmp_path: Path) -> None:

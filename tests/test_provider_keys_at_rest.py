@@ -1,12 +1,14 @@
 """Provider keys at rest: ``fastgw providers add-key`` stores an upstream key AES-GCM encrypted in the data
-directory, a running gateway starts presenting it within a poll of the version stamp, and the plaintext never
-reaches the disk, the CLI's output, the logs, the audit log or ``/admin/routes``.
+directory (or ``POST /admin/providers/NAME/keys`` does, through the same operations), a running gateway starts
+presenting it within a poll of the version stamp (the worker that took the API call, at once), and the plaintext
+never reaches the disk, the CLI's output, the admin API's answers, the logs, the audit log or ``/admin/routes``.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +19,7 @@ import trio
 
 from fastgw import cli
 from fastgw import config as config_module
+from fastgw.governance.audit import AuditLog
 from fastgw.governance.secrets import ProviderKeys, SecretsError, master_key
 from fastgw.route.health import fingerprint
 from fastgw.testing.fake_upstream import FakeUpstream
@@ -223,3 +226,135 @@ def test_the_master_key_comes_from_the_environment_or_a_file(tmp_path: Path) -> 
     assert master_key(str(key_file), env={"FASTGW_MASTER_KEY": NEW_MASTER.hex()}) == NEW_MASTER
     with pytest.raises(SecretsError, match="cannot read the master key file"):
         master_key(str(tmp_path / "missing"), env={})
+
+
+def _admin(token: str = ADMIN) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+async def test_a_key_added_over_the_admin_api_serves_the_next_request_and_is_never_shown(
+    gateways: Gateways,
+    fake: FakeUpstream,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("FASTGW_MASTER_KEY", MASTER.hex())
+    monkeypatch.setenv("FASTGW_ADMIN_TOKEN", ADMIN)
+    gateway, config_file = await _start(gateways, fake, tmp_path)
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=10, headers=_admin()) as http:
+        added = await http.post("/admin/providers/openai/keys", json={"key": f" {STORED}\n"})
+        assert added.status_code == 201, added.text
+        assert added.json()["provider"] == "openai" and added.json()["fingerprint"] == fingerprint(STORED)
+        assert (await _chat(gateway)).status_code == 200  # the worker that answered serves it next, no poll
+        assert fake.keys == [STORED]
+        second = await http.post("/admin/providers/openai/keys", json={"key": SECOND})
+        mine = await http.get("/admin/providers/openai/keys")
+        every = await http.get("/admin/providers/keys")
+        audited = await http.get("/admin/audit", params={"action": "provider_key."})
+        removed = await http.delete(f"/admin/providers/openai/keys/{fingerprint(STORED)}")
+        assert removed.status_code == 200 and removed.json()["fingerprint"] == fingerprint(STORED)
+        for _ in range(2):
+            assert (await _chat(gateway)).status_code == 200
+        assert fake.keys[1:] == [SECOND, SECOND]  # removed: never presented again
+    assert second.status_code == 201 and mine.status_code == every.status_code == 200
+    assert [(k["provider"], k["fingerprint"]) for k in mine.json()] == [
+        ("openai", fingerprint(STORED)),
+        ("openai", fingerprint(SECOND)),
+    ]
+    assert every.json() == mine.json() and set(mine.json()[0]) == {"provider", "fingerprint", "created_at"}
+    rows = [(r["actor"], r["action"], r["subject"], r["detail"]) for r in audited.json()]
+    assert rows == [
+        ("admin-api 127.0.0.1", "provider_key.added", "openai", {"fingerprint": fingerprint(STORED)}),
+        ("admin-api 127.0.0.1", "provider_key.added", "openai", {"fingerprint": fingerprint(SECOND)}),
+    ]
+    # the CLI sees what the API did, through the same store and the same audit log
+    code, listed, _ = fastgw(capsys, "providers", "list-keys", "--config", config_file)
+    assert code == 0 and listed.splitlines()[0].startswith(f"openai\t{fingerprint(SECOND)}\t")
+    code, trail, _ = fastgw(capsys, "audit", "--action", "provider_key.", "--format", "json", "--config", config_file)
+    assert code == 0 and '"provider_key.removed"' in trail
+
+    data_dir = gateway.app.runtime.state.config.data_dir
+    assert STORED.encode() not in _on_disk(data_dir) and SECOND.encode() not in _on_disk(data_dir)
+    for shown in (added, second, mine, every, audited, removed):
+        assert STORED not in shown.text and SECOND not in shown.text
+    assert STORED not in caplog.text + trail and SECOND not in caplog.text + trail
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "says"),
+    [
+        ("POST", "/admin/providers/nobody/keys", {"key": STORED}, 404, "no provider 'nobody'"),
+        ("GET", "/admin/providers/nobody/keys", None, 404, "no provider 'nobody'"),
+        ("DELETE", "/admin/providers/nobody/keys/0123abcd", None, 404, "no provider 'nobody'"),
+        ("DELETE", "/admin/providers/openai/keys/0123abcd", None, 404, "openai has no stored key 0123abcd"),
+        ("POST", "/admin/providers/openai/keys", b'{"key": "sk-broken', 400, "invalid request body"),
+        ("POST", "/admin/providers/openai/keys", {"token": STORED}, 400, "invalid request body"),
+        ("POST", "/admin/providers/openai/keys", {"key": 12}, 400, "Expected `str`"),
+        ("POST", "/admin/providers/openai/keys", {"key": "sk-a\nsk-b"}, 400, "one non-empty line"),
+        ("POST", "/admin/providers/openai/keys", {"key": "  "}, 400, "one non-empty line"),
+        ("POST", "/admin/providers/openai/keys", {"key": SECOND}, 409, f"already has key {fingerprint(SECOND)}"),
+        ("DELETE", "/admin/providers/keys", None, 404, "no route"),
+    ],
+)
+async def test_admin_api_provider_key_refusals_say_why_and_never_show_the_key(
+    gateways: Gateways,
+    fake: FakeUpstream,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    method: str,
+    path: str,
+    body: object,
+    status: int,
+    says: str,
+) -> None:
+    monkeypatch.setenv("FASTGW_MASTER_KEY", MASTER.hex())
+    monkeypatch.setenv("FASTGW_ADMIN_TOKEN", ADMIN)
+    gateway, _ = await _start(gateways, fake, tmp_path)
+    data_dir = gateway.app.runtime.state.config.data_dir
+    ProviderKeys(data_dir).add("openai", SECOND, MASTER)
+    content = body if isinstance(body, bytes) else None if body is None else json.dumps(body).encode()
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=10) as http:
+        response = await http.request(method, path, content=content, headers=_admin())
+    assert response.status_code == status, response.text
+    assert set(response.json()["error"]) == {"message", "type", "param", "code"} and says in response.text
+    assert STORED not in response.text + caplog.text and SECOND not in response.text + caplog.text
+    assert AuditLog(data_dir).query(action="provider_key.") == []  # nothing changed, nothing audited
+
+
+async def test_the_admin_api_without_a_master_key_refuses_clearly_and_a_gateway_key_never_gets_in(
+    gateways: Gateways,
+    fake: FakeUpstream,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.delenv("FASTGW_MASTER_KEY", raising=False)
+    monkeypatch.delenv("FASTGW_MASTER_KEY_FILE", raising=False)
+    monkeypatch.setenv("FASTGW_ADMIN_TOKEN", ADMIN)
+    gateway, config_file = await _start(gateways, fake, tmp_path)
+    code, out, _ = fastgw(capsys, "keys", "create", "--name", "dev", "--config", config_file)
+    gateway_key = out.strip().splitlines()[-1]
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=10) as http:
+        refused = await http.post("/admin/providers/openai/keys", json={"key": STORED}, headers=_admin())
+        listed = await http.get("/admin/providers/keys", headers=_admin())
+        outsiders = [
+            await http.request(method, path, json={"key": STORED}, headers=headers)
+            for headers in ({"authorization": f"Bearer {gateway_key}"}, {"x-api-key": gateway_key}, {})
+            for method, path in [
+                ("POST", "/admin/providers/openai/keys"),
+                ("GET", "/admin/providers/keys"),
+                ("GET", "/admin/providers/openai/keys"),
+                ("DELETE", "/admin/providers/openai/keys/0123abcd"),
+            ]
+        ]
+    assert refused.status_code == 503 and refused.json()["error"]["type"] == "server_error"
+    assert "no master key" in refused.text and "FASTGW_MASTER_KEY" in refused.text
+    assert "Traceback" not in refused.text + caplog.text and STORED not in refused.text + caplog.text
+    assert listed.status_code == 200 and listed.json() == []  # listing needs no master key: nothing is decrypted
+    assert [r.status_code for r in outsiders] == [401] * len(outsiders)
+    assert all(r.json()["error"]["type"] == "authentication_error" for r in outsiders)
+    assert ProviderKeys(gateway.app.runtime.state.config.data_dir).stored() == []

@@ -1,7 +1,8 @@
 """Secrets never appear in logs, error bodies, headers, metrics, admin views or CLI output.
 
 One run exercises the paths that handle secrets (a good gateway key, a near-miss key, a revoked key, an upstream that
-refuses the provider key and echoes it, admin calls with a wrong token, the metrics scrape, the usage and audit CLIs),
+refuses the provider key and echoes it, admin calls with a wrong token, a provider key added, refused and listed over
+the admin API, the metrics scrape, the usage and audit CLIs),
 captures everything the gateway said, and greps it for every secret in play.
 """
 
@@ -21,6 +22,7 @@ from tests.conftest import Gateways, gateway_config
 
 PROVIDER_KEYS = ["sk-live-provider-key-0123456789abcdef", "sk-ant-provider-key-fedcba9876543210"]
 ADMIN_TOKEN = "admin-token-secret-5f1e2d3c"
+ADDED_KEY = "sk-added-over-the-admin-api-0a1b2c3d4e5f"  # a provider key added through POST /admin/providers/...
 
 
 def _cli(*argv: str) -> str:
@@ -38,6 +40,7 @@ async def test_no_secret_in_anything_the_gateway_says(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setenv("FASTGW_ADMIN_TOKEN", ADMIN_TOKEN)
+    monkeypatch.setenv("FASTGW_MASTER_KEY", "ab" * 32)
     caplog.set_level(logging.DEBUG)
     providers = {
         "openai": {"dialect": "openai-chat", "base_url": f"{fake.base_url}/v1", "keys": [PROVIDER_KEYS[0]]},
@@ -55,6 +58,7 @@ async def test_no_secret_in_anything_the_gateway_says(
     fake.by_key[PROVIDER_KEYS[0]] = Script(status=401)  # the upstream refuses the provider key
 
     hello = [{"role": "user", "content": "hi"}]
+    admin = {"authorization": f"Bearer {ADMIN_TOKEN}"}
     async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as http:
         exchanges = [
             await http.post(
@@ -81,9 +85,23 @@ async def test_no_secret_in_anything_the_gateway_says(
             await http.get("/admin/audit", headers={"authorization": f"Bearer {ADMIN_TOKEN}"}),
             await http.get("/admin/routes", headers={"authorization": f"Bearer {key}"}),
             await http.get("/metrics"),
+            await http.post("/admin/providers/openai/keys", json={"key": ADDED_KEY}, headers=admin),
+            await http.post("/admin/providers/openai/keys", json={"key": ADDED_KEY}, headers=admin),
+            await http.post("/admin/providers/openai/keys", json={"kye": ADDED_KEY}, headers=admin),
+            await http.post("/admin/providers/openai/keys", content=b'{"key": "' + ADDED_KEY.encode(), headers=admin),
+            await http.post("/admin/providers/nobody/keys", json={"key": ADDED_KEY}, headers=admin),
+            await http.post("/admin/providers/openai/keys", json={"key": ADDED_KEY}, headers={"x-api-key": key}),
+            await http.get("/admin/providers/keys", headers=admin),
+            await http.post(  # served with the added key: the config's one was refused above
+                "/v1/chat/completions",
+                json={"model": "gpt-x", "messages": hello},
+                headers={"authorization": f"Bearer {key}"},
+            ),
         ]
     statuses = [r.status_code for r in exchanges]
     assert statuses[:5] == [200, 401, 401, 401, 401] and statuses[5:8] == [200, 200, 200] and statuses[8] == 401
+    assert statuses[10:] == [201, 409, 400, 400, 404, 401, 200, 200]
+    assert fake.keys[-1] == ADDED_KEY
     await gateways.stop_all()  # flush the metering and audit writers
     said.append(_cli("usage", "--format", "json", "--config", str(config_file)))
     said.append(_cli("audit", "--format", "json", "--config", str(config_file)))
@@ -97,10 +115,10 @@ async def test_no_secret_in_anything_the_gateway_says(
         ]
     )
     assert "fgw_" not in everything
-    for secret in (*PROVIDER_KEYS, key, revoked, ADMIN_TOKEN):
+    for secret in (*PROVIDER_KEYS, ADDED_KEY, key, revoked, ADMIN_TOKEN):
         assert secret not in everything
         assert secret[-12:] not in everything  # not even a recognisable tail
-    assert _files_holding(Path(config.data_dir), (key, revoked, ADMIN_TOKEN)) == []
+    assert _files_holding(Path(config.data_dir), (key, revoked, ADMIN_TOKEN, ADDED_KEY)) == []
 
 
 def _files_holding(root: Path, secrets: tuple[str, ...]) -> list[str]:

@@ -1,5 +1,6 @@
-"""The audit log: every admin action (keys, teams, reloads) with who did it and when, and every request refused by
-access control or a limit with the rule that refused it; it sits beside the request path and never blocks it.
+"""The audit log: every admin action (keys, teams, provider keys, reloads) with who did it and when, and every request
+refused by access control or a limit with the rule that refused it; it sits beside the request path and never blocks
+it.
 
 Rows live in ``audit.sqlite3`` in the data directory (WAL, so the CLI and every worker write at once) as ``(at,
 actor, action, subject, detail)``, ``detail`` a JSON object. Actors: ``cli:<os user>`` for the command line,

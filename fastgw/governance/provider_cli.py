@@ -1,5 +1,6 @@
 """``fastgw providers add-key|list-keys|remove-key`` and ``fastgw keys rotate-master``: provider keys at rest
-(``fastgw.governance.secrets``) from the command line.
+(``fastgw.governance.secrets``) from the command line, through the same checked and audited operations as the
+admin API (``fastgw.governance.stored_keys``).
 
 ``add-key`` reads the key from stdin (one line), never from argv, so it stays out of shell history and ``ps``. Output
 and audit rows (``provider_key.added``, ``provider_key.removed``, ``master_key.rotated``) name fingerprints only. A
@@ -15,7 +16,7 @@ import sys
 from pathlib import Path
 
 from fastgw.config import Config
-from fastgw.governance import audit
+from fastgw.governance import audit, stored_keys
 from fastgw.governance.audit import AuditLog
 from fastgw.governance.secrets import NEW_MASTER_KEY_ENV, ProviderKeys, SecretsError, master_key, parse_master_key
 
@@ -49,32 +50,22 @@ def run(config: Config, log: AuditLog, args: argparse.Namespace) -> int:
         if args.command == "keys":
             return _rotate(config, store, log, args)
         if args.action == "add-key":
-            return _add(config, store, log, args.provider)
+            master = stored_keys.master_for(config, args.provider)  # before reading the key: refuse early
+            key = sys.stdin.readline()
+            record = stored_keys.add(store, log, audit.cli_actor(), args.provider, key, master)
+            print(f"added key {record.fingerprint} to {args.provider}")
+            return 0
         if args.action == "remove-key":
-            store.remove(args.provider, args.fingerprint)
-            log.write(audit.cli_actor(), audit.PROVIDER_KEY_REMOVED, args.provider, {"fingerprint": args.fingerprint})
+            stored_keys.remove(config, store, log, audit.cli_actor(), args.provider, args.fingerprint)
             print(f"removed key {args.fingerprint} of {args.provider}")
             return 0
-        for row in store.stored():
+        for row in stored_keys.listed(config, store):
             when = datetime.datetime.fromtimestamp(row.created_at, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
             print(f"{row.provider}\t{row.fingerprint}\t{when}")
         return 0
     except SecretsError as error:
         print(f"fastgw: {error}", file=sys.stderr)
         return 1
-
-
-def _add(config: Config, store: ProviderKeys, log: AuditLog, provider: str) -> int:
-    if provider not in config.providers:
-        raise SecretsError(f"no provider {provider!r} in the config (known: {', '.join(sorted(config.providers))})")
-    master = master_key(config.master_key_file)  # before reading the key: refuse early
-    key = sys.stdin.readline().strip()
-    if not key or any(ord(c) < 32 or ord(c) == 127 for c in key):
-        raise SecretsError("expected the key on stdin: one line, no control characters")
-    record = store.add(provider, key, master)
-    log.write(audit.cli_actor(), audit.PROVIDER_KEY_ADDED, provider, {"fingerprint": record.fingerprint})
-    print(f"added key {record.fingerprint} to {provider}")
-    return 0
 
 
 def _rotate(config: Config, store: ProviderKeys, log: AuditLog, args: argparse.Namespace) -> int:

@@ -38,8 +38,27 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS provider_keys (
 
 
 class SecretsError(Exception):
-    """A provider-key operation refused: no or a malformed master key, a key that does not decrypt, an unknown
-    fingerprint. Messages never hold a key."""
+    """A provider-key operation refused. Messages never hold a key; the admin API answers with the status shown.
+
+    ::
+
+        SecretsError        a malformed key, a missing argument (400)
+        ├── MasterKeyError  no master key, an unreadable or malformed one, or one that does not decrypt the store (503)
+        ├── NotStored       no such provider, or no such stored key (404)
+        └── AlreadyStored   the provider already has this key (409)
+    """
+
+
+class MasterKeyError(SecretsError):
+    """The master key is missing, unreadable, malformed, or not the one the stored keys are under."""
+
+
+class NotStored(SecretsError):
+    """An unknown provider, or a fingerprint the provider has no stored key for."""
+
+
+class AlreadyStored(SecretsError):
+    """The provider already has this key."""
 
 
 class StoredKey(msgspec.Struct, frozen=True, kw_only=True):
@@ -54,7 +73,7 @@ def parse_master_key(text: str, source: str) -> bytes:
     """The 32 bytes that ``text`` (64 hex digits or base64) writes.
 
     Raises:
-        SecretsError: ``text`` is neither, or not 32 bytes; the message names ``source``, never the value.
+        MasterKeyError: ``text`` is neither, or not 32 bytes; the message names ``source``, never the value.
     """
     text = text.strip()
     try:
@@ -62,7 +81,7 @@ def parse_master_key(text: str, source: str) -> bytes:
     except (ValueError, binascii.Error):
         key = b""
     if len(key) != 32:
-        raise SecretsError(f"{source}: a master key is 32 bytes written as 64 hex digits or base64")
+        raise MasterKeyError(f"{source}: a master key is 32 bytes written as 64 hex digits or base64")
     return key
 
 
@@ -70,7 +89,7 @@ def _from_file(path: str, source: str) -> bytes:
     try:
         text = Path(path).expanduser().read_text()
     except OSError as error:
-        raise SecretsError(f"{source}: cannot read the master key file {path}: {error.strerror}") from None
+        raise MasterKeyError(f"{source}: cannot read the master key file {path}: {error.strerror}") from None
     return parse_master_key(text, f"{source} ({path})")
 
 
@@ -78,7 +97,7 @@ def master_key(master_key_file: str | None, env: Mapping[str, str] | None = None
     """The master key: ``FASTGW_MASTER_KEY``, else ``master_key_file`` (config), else ``FASTGW_MASTER_KEY_FILE``.
 
     Raises:
-        SecretsError: none is set, or the one set is unreadable or malformed.
+        MasterKeyError: none is set, or the one set is unreadable or malformed.
     """
     env = os.environ if env is None else env
     if env.get(MASTER_KEY_ENV):
@@ -87,7 +106,7 @@ def master_key(master_key_file: str | None, env: Mapping[str, str] | None = None
         return _from_file(master_key_file, "master_key_file")
     if env.get(MASTER_KEY_FILE_ENV):
         return _from_file(env[MASTER_KEY_FILE_ENV], MASTER_KEY_FILE_ENV)
-    raise SecretsError(
+    raise MasterKeyError(
         f"no master key: set {MASTER_KEY_ENV} (32 bytes as hex or base64), {MASTER_KEY_FILE_ENV} or master_key_file "
         "in the config; provider keys are never stored unencrypted and fastgw does not generate a master key beside "
         "the data it protects"
@@ -127,8 +146,8 @@ class ProviderKeys:
         """Encrypt and store ``key`` for ``provider``.
 
         Raises:
-            SecretsError: the provider already has this key, or ``master`` is not the key the stored ones are under
-                (one store, one master key).
+            AlreadyStored: the provider already has this key.
+            MasterKeyError: ``master`` is not the key the stored ones are under (one store, one master key).
         """
         with self._connect() as db:
             first = db.execute("SELECT provider, nonce, ciphertext FROM provider_keys LIMIT 1").fetchone()
@@ -144,7 +163,7 @@ class ProviderKeys:
                     (provider, record.fingerprint, nonce, sealed, record.created_at),
                 )
             except sqlite3.IntegrityError:
-                raise SecretsError(f"{provider} already has key {record.fingerprint}") from None
+                raise AlreadyStored(f"{provider} already has key {record.fingerprint}") from None
         self._bump()
         return record
 
@@ -152,14 +171,14 @@ class ProviderKeys:
         """Delete one stored key.
 
         Raises:
-            SecretsError: there is no such key.
+            NotStored: there is no such key.
         """
         with self._connect() as db:
             gone = db.execute(
                 "DELETE FROM provider_keys WHERE provider = ? AND fingerprint = ?", (provider, key_fingerprint)
             ).rowcount
         if not gone:
-            raise SecretsError(f"{provider} has no stored key {key_fingerprint}")
+            raise NotStored(f"{provider} has no stored key {key_fingerprint}")
         self._bump()
 
     def stored(self) -> list[StoredKey]:
@@ -173,14 +192,14 @@ class ProviderKeys:
         stored.
 
         Raises:
-            SecretsError: keys are stored and ``master`` is None or does not decrypt them.
+            MasterKeyError: keys are stored and ``master`` is None or does not decrypt them.
         """
         with self._connect() as db:
             rows = db.execute("SELECT provider, nonce, ciphertext FROM provider_keys ORDER BY created_at").fetchall()
         if not rows:
             return {}
         if master is None:
-            raise SecretsError(f"{len(rows)} provider key(s) are stored but no master key is set ({MASTER_KEY_ENV})")
+            raise MasterKeyError(f"{len(rows)} provider key(s) are stored but no master key is set ({MASTER_KEY_ENV})")
         out: dict[str, list[str]] = {}
         for provider, nonce, sealed in rows:
             out.setdefault(provider, []).append(_open(master, provider, nonce, sealed))
@@ -190,7 +209,7 @@ class ProviderKeys:
         """Re-encrypt every stored key under ``new`` (fresh nonces) in one transaction; returns how many.
 
         Raises:
-            SecretsError: ``old`` does not decrypt a stored key; nothing changed.
+            MasterKeyError: ``old`` does not decrypt a stored key; nothing changed.
         """
         with self._connect() as db:
             db.execute("BEGIN IMMEDIATE")
@@ -214,6 +233,6 @@ def _open(master: bytes, provider: str, nonce: bytes, sealed: bytes) -> str:
     try:
         return AESGCM(master).decrypt(nonce, sealed, provider.encode()).decode()
     except InvalidTag:
-        raise SecretsError(
+        raise MasterKeyError(
             f"the master key does not decrypt the stored keys of {provider} (wrong {MASTER_KEY_ENV} or key file?)"
         ) from None

@@ -5,7 +5,8 @@ A reload re-reads the config from where it came from (the TOML file, or the envi
 swaps the routing state: requests in flight finish on the old one, later ones see the new one. An invalid config is
 refused with the reason (file, key path, what was expected) and the old one keeps serving. The read, the check and
 the swap run without an await, so two reloads never interleave; the audit row (``config.reloaded`` or
-``config.refused``) is written after, from a thread. The key, team and audit endpoints live in ``admin_keys.py``.
+``config.refused``) is written after, from a thread. The key, team and audit endpoints live in ``admin_keys.py``, the
+provider-key endpoints in ``admin_providers.py``.
 
 Every worker process reloads on SIGHUP. Under ``fastgw serve --workers N`` the supervisor forwards its SIGHUP to
 every worker and exports ``FASTGW_SUPERVISOR_PID``; a worker that reloaded on ``POST /admin/reload`` sends SIGHUP to
@@ -33,6 +34,7 @@ from fastgw.governance import audit
 from fastgw.pipeline import JSON, Sink, send_error
 from fastgw.runtime import RoutingState, Runtime
 from fastgw.server.admin_keys import KeysApi
+from fastgw.server.admin_providers import ProvidersApi
 from fastgw.server.http import Receive, Scope, read_body
 
 log = logging.getLogger("fastgw.admin")
@@ -161,6 +163,9 @@ class Admin:
         self._supervisor = supervisor
         services = runtime.services
         self.keys = KeysApi(services.keys, services.audit)
+        self.providers = ProvidersApi(
+            services.secrets, services.audit, lambda: runtime.state.config, runtime.provider_keys_changed
+        )
 
     async def handle(
         self,
@@ -187,15 +192,20 @@ class Admin:
             elif method == "GET" and path == "/admin/routes":
                 await out.respond(200, JSON, _encode(self.runtime.statistics()))
             elif self.keys.routes(method, path):
-                body = b""
-                if method == "POST" and receive is not None:
-                    body = await read_body(receive, self.runtime.state.config.max_body_bytes)
+                body = await self._body(method, receive)
                 query = scope.get("query_string", b"").decode("latin-1")
                 await self.keys.handle(method, path, query, body, actor, out)
+            elif self.providers.routes(method, path):
+                await self.providers.handle(method, path, await self._body(method, receive), actor, out)
             else:
                 raise NotFound(f"no route for {method} {path}")
         except GatewayError as error:
             await send_error(out, _ERRORS, error)
+
+    async def _body(self, method: str, receive: Receive | None) -> bytes:
+        if method != "POST" or receive is None:
+            return b""
+        return await read_body(receive, self.runtime.state.config.max_body_bytes)
 
     def _authorize(self, headers: dict[str, str]) -> None:
         if self._token is None:

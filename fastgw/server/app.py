@@ -2,22 +2,29 @@
 dialect, ``fastgw.codecs.registry``; ``/admin/`` goes to ``server/admin.py``), and the error boundary.
 
 Every failure a client can cause or meet is rendered in the dialect of the path it called; an unexpected exception
-is logged with its traceback here and answered with a generic 500, never shown to the client.
+is logged with its traceback here and answered with a generic 500, never shown to the client. Every refusal of a
+client endpoint (401, 403, 429) ends in an ``Outcome`` for the recorder (audit log, metrics, usage): the pipeline's
+for model requests, ``App._for_caller``'s for the endpoints answered here (token counting, the model list, stored
+responses).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Awaitable, Callable
 
 import trio
 
 from fastgw import config as config_module
+from fastgw.canon.dialect import Dialect
 from fastgw.canon.sources import SYSTEM, Sources
 from fastgw.codecs import registry
 from fastgw.errors import GatewayError, NotFound
-from fastgw.outcome import Recorder
-from fastgw.pipeline import JSON, Pipeline, send_error
+from fastgw.governance import audit
+from fastgw.governance.access import Caller
+from fastgw.outcome import Outcome, Recorder
+from fastgw.pipeline import JSON, Pipeline, client_kind, send_error
 from fastgw.runtime import RoutingState, Runtime
 from fastgw.server import admin, handlers
 from fastgw.server.http import ClientGone, Receive, Responder, Scope, Send, read_body, watch_disconnect
@@ -25,6 +32,7 @@ from fastgw.server.http import ClientGone, Receive, Responder, Scope, Send, read
 log = logging.getLogger("fastgw")
 _STORED = "/v1/responses/"
 _COUNT_TOKENS = "/v1/messages/count_tokens"
+_OPERATOR = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 class App:
@@ -108,55 +116,110 @@ class App:
         method: str = scope["method"]
         headers = _headers(scope)
         out = Responder(send)
-        inbound = registry.INBOUND[registry.dialect_of(path, headers)]
+        dialect = registry.dialect_of(path, headers)
         client = scope.get("client")
         peer: str | None = client[0] if client else None
         try:
             if path.startswith(admin.PREFIX):
                 await self.admin.handle(method, path, headers, out, scope, receive)
-                return
-            if method == "GET" or (method == "DELETE" and path.startswith(_STORED)):
-                await self._local(method, path, headers, peer, out)
-                return
-            dialect = registry.MODEL_PATHS.get(path) if method == "POST" else None
-            if dialect is None and not (method == "POST" and path == _COUNT_TOKENS):
+            elif method == "GET" and path in _OPERATOR:
+                await self._operator(path, headers, out)
+            elif method in ("GET", "DELETE") and path.startswith(_STORED):
+                response_id, delete = path[len(_STORED) :], method == "DELETE"
+                await self._for_caller(
+                    dialect,
+                    path,
+                    headers,
+                    peer,
+                    out,
+                    lambda caller, _: handlers.stored_response(self.runtime, caller, response_id, out, delete=delete),
+                )
+            elif method == "GET" and path == "/v1/models":
+                anthropic = "anthropic-version" in headers
+                await self._for_caller(
+                    dialect,
+                    path,
+                    headers,
+                    peer,
+                    out,
+                    lambda *_: handlers.models(self.runtime, out, anthropic=anthropic, created=self._started),
+                )
+            elif method == "POST" and (path in registry.MODEL_PATHS or path == _COUNT_TOKENS):
+                body = await read_body(receive, self.runtime.state.config.max_body_bytes)
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(watch_disconnect, receive, nursery.cancel_scope)
+                    if path == _COUNT_TOKENS:
+                        await self._for_caller(
+                            dialect,
+                            path,
+                            headers,
+                            peer,
+                            out,
+                            lambda caller, outcome: handlers.count_tokens(self.runtime, caller, body, out, outcome),
+                        )
+                    else:  # the pipeline records every model request's outcome, refusals included
+                        await self.pipeline.handle(registry.MODEL_PATHS[path], headers, body, out, peer, path)
+                    nursery.cancel_scope.cancel()
+            else:
                 raise NotFound(f"no route for {method} {path}")
-            body = await read_body(receive, self.runtime.state.config.max_body_bytes)
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(watch_disconnect, receive, nursery.cancel_scope)
-                if dialect is None:
-                    try:
-                        caller = self.runtime.services.access.identify(headers, peer, path)
-                        await handlers.count_tokens(self.runtime, caller, body, out)
-                    except GatewayError as error:
-                        await send_error(out, inbound, error)
-                else:
-                    await self.pipeline.handle(dialect, headers, body, out, peer, path)
-                nursery.cancel_scope.cancel()
         except ClientGone:
             return
         except GatewayError as error:
-            await send_error(out, inbound, error)
+            await send_error(out, registry.INBOUND[dialect], error)
         except Exception:
             log.exception("internal error serving %s %s", method, path)
-            await send_error(out, inbound, GatewayError("internal gateway error"))
+            await send_error(out, registry.INBOUND[dialect], GatewayError("internal gateway error"))
 
-    async def _local(self, method: str, path: str, headers: dict[str, str], peer: str | None, out: Responder) -> None:
-        if path.startswith(_STORED):
-            caller = self.runtime.services.access.identify(headers, peer, path)
-            await handlers.stored_response(self.runtime, caller, path[len(_STORED) :], out, delete=method == "DELETE")
-        elif path == "/healthz":
-            await out.respond(200, JSON, b'{"status":"ok"}')
-        elif path == "/readyz":
-            status = 200 if self.ready else 503
-            await out.respond(status, JSON, b'{"ready":%s}' % (b"true" if self.ready else b"false"))
-        elif path == "/metrics":
+    async def _for_caller(
+        self,
+        dialect: Dialect,
+        path: str,
+        headers: dict[str, str],
+        peer: str | None,
+        out: Responder,
+        serve: Callable[[Caller, Outcome], Awaitable[None]],
+    ) -> None:
+        """Serve a client endpoint the gateway answers itself (token counting, the model list, stored responses) to
+        the caller access control identifies; errors are rendered in ``dialect``.
+
+        The one place where such an endpoint's refusal (401, 403, 429: ``audit.DENIALS``) becomes an ``Outcome``
+        handed to the recorder, as the pipeline does for model requests: the audit log (``DenialRecorder``), the
+        metrics' rejection counter and the usage table (a ``denied`` row) see every refusal of every client endpoint.
+        A request served, or refused for another reason (a bad body, an unknown id), records nothing: it is not a
+        model request.
+        """
+        arrived = trio.current_time()
+        services = self.runtime.services
+        outcome = Outcome(
+            id=services.sources.serial_id("req"),
+            started_at=services.sources.now(),
+            dialect=dialect,
+            client=client_kind(headers),
+        )
+        try:
+            caller = services.access.identify(headers, peer, path)
+            outcome.principal, outcome.team = caller.principal, caller.team
+            await serve(caller, outcome)
+        except GatewayError as error:
+            if type(error).__name__ not in audit.DENIALS:
+                await send_error(out, registry.INBOUND[dialect], error)
+                return
+            outcome.error, outcome.error_message = type(error).__name__, error.message
+            try:
+                await send_error(out, registry.INBOUND[dialect], error)
+            finally:
+                outcome.status = out.status or error.status
+                outcome.duration = trio.current_time() - arrived
+                services.recorder.record(outcome)
+
+    async def _operator(self, path: str, headers: dict[str, str], out: Responder) -> None:
+        """The probes and the metrics scrape: for the operator's tools, never behind a gateway key."""
+        if path == "/metrics":
             await handlers.metrics(self.runtime, headers, out)
-        elif path == "/v1/models":
-            self.runtime.services.access.identify(headers, peer, path)  # the probes (/healthz, /readyz) need no key
-            await handlers.models(self.runtime, out, anthropic="anthropic-version" in headers, created=self._started)
         else:
-            raise NotFound(f"no route for GET {path}")
+            ready = path == "/healthz" or self.ready
+            body = b'{"status":"ok"}' if path == "/healthz" else b'{"ready":%s}' % (b"true" if ready else b"false")
+            await out.respond(200 if ready else 503, JSON, body)
 
 
 def _headers(scope: Scope) -> dict[str, str]:

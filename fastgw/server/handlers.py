@@ -11,6 +11,7 @@ from fastgw.canon.tokens import count_request
 from fastgw.codecs.anthropic import inbound as anthropic_inbound
 from fastgw.codecs.anthropic.render import count_tokens_body
 from fastgw.governance.access import Access, Caller
+from fastgw.outcome import Outcome
 from fastgw.pipeline import JSON, Sink
 from fastgw.runtime import Runtime
 from fastgw.server import metrics as metrics_module
@@ -18,10 +19,11 @@ from fastgw.server import metrics as metrics_module
 _encoder = msgspec.json.Encoder()
 
 
-async def count_tokens(runtime: Runtime, caller: Caller, body: bytes, out: Sink) -> None:
+async def count_tokens(runtime: Runtime, caller: Caller, body: bytes, out: Sink, outcome: Outcome) -> None:
     """``POST /v1/messages/count_tokens``, answered locally with an over-estimate (F42), for models the caller may
-    use."""
+    use; the model asked for goes on ``outcome`` (recorded should the caller be refused it)."""
     request = anthropic_inbound.to_canon(body, count_only=True)
+    outcome.model = request.model
     Access.admit_model(caller, request.model)
     runtime.state.routes.resolve(request.model)
     await out.respond(200, JSON, count_tokens_body(count_request(request)))
