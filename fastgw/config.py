@@ -335,7 +335,10 @@ def check_rights(rights: Rights, source: str, prefix: str = "") -> None:
     """Raises ``ConfigError`` for a network that is not CIDR or a limit that is not positive."""
     for cidr in rights.ips:
         _check_network(cidr, f"{prefix}ips", source)
-    for where, quota in ((prefix, rights), *((f"{prefix}model_limits.{g}.", q) for g, q in rights.model_limits.items())):
+    for where, quota in (
+        (prefix, rights),
+        *((f"{prefix}model_limits.{g}.", q) for g, q in rights.model_limits.items()),
+    ):
         for name in Quota.__struct_fields__:
             value = getattr(quota, name)
             if value is not None and not value > 0:

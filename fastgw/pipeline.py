@@ -160,10 +160,13 @@ class Pipeline:
             outcome.client = client_kind(headers)
             outcome.project = headers.get("x-fastgw-project")
             outcome.agent_id = headers.get("x-claude-code-agent-id") or headers.get("x-openai-subagent")
-            caller = services.access.identify(headers, address, path or registry.PATHS[dialect])
-            outcome.principal, outcome.team = caller.principal, caller.team
+            caller = services.access.authenticate(headers, address)
+            outcome.principal, outcome.team = caller.principal, caller.team  # a refusal below names the key
+            services.access.authorize(caller, path or registry.PATHS[dialect])
             plan = self._plan(state, inbound, caller, headers, body, outcome)
-            reservation = await services.limiter.admit(caller, plan.model, (plan.estimate or len(body) // 4) + plan.output_cap)
+            reservation = await services.limiter.admit(
+                caller, plan.model, (plan.estimate or len(body) // 4) + plan.output_cap
+            )
             if reservation is not None:
                 out.before_end = settle
             with trio.move_on_after(state.config.timeouts.total) as deadline:

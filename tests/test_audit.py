@@ -262,11 +262,11 @@ async def test_every_client_endpoint_s_refusals_reach_the_audit_log_and_the_metr
     assert [r.status_code for r in anonymous] == [401] * len(ENDPOINTS)
     assert [r.status_code for r in pathless] == [403, 403, 403, 200, 403, 403, 403, 403]  # chat is its one path
     assert counted.status_code == 403 and served.status_code == 200
-    expected: list[tuple[str | None, int, str, str]] = [
+    expected: list[tuple[str, int, str, str]] = [
         ("anonymous", 401, dialect, "a gateway key is required") for *_, dialect in ENDPOINTS
     ]
-    expected += [  # access control refuses the path before it hands over the caller: the rule names the key
-        (None, 403, dialect, f"path {path} is not allowed for key chat-only")
+    expected += [  # a known key refused by an allowlist is named as the actor
+        ("key:chat-only", 403, dialect, f"path {path} is not allowed for key chat-only")
         for _, path, _, dialect in ENDPOINTS
         if path != "/v1/chat/completions"
     ]
@@ -274,7 +274,7 @@ async def test_every_client_endpoint_s_refusals_reach_the_audit_log_and_the_metr
     shown = [(r.actor, r.detail["status"], r.detail["dialect"], r.detail["rule"]) for r in rows]
     assert len(shown) == len(expected)
     for (actor, status, dialect, rule), want in zip(shown, expected, strict=True):
-        assert (status, dialect) == want[1:3] and rule.startswith(want[3]) and want[0] in (None, actor), (actor, rule)
+        assert (status, dialect) == want[1:3] and rule.startswith(want[3]) and want[0] == actor, (actor, rule)
     assert rows[-1].detail["model"] == "gpt-x"  # what count_tokens was asked for
 
     assert listed.status_code == 200 and len(listed.json()) == len(expected)

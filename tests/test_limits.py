@@ -10,6 +10,7 @@ import functools
 import io
 import os
 import signal
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import anthropic
@@ -206,7 +207,9 @@ async def test_limits_per_model_of_a_key_and_of_the_org(gateways: Gateways, fake
     gateway = await gateways.start(config)
     key = fastgw("keys", "create", "--name", "k", "--config", str(path))
     other = fastgw("keys", "create", "--name", "other", "--config", str(path))
-    changed = fastgw("keys", "limits", "k", "--model", "gpt-5*", "--rpm", "1", "--budget-day", "5", "--config", str(path))
+    changed = fastgw(
+        "keys", "limits", "k", "--model", "gpt-5*", "--rpm", "1", "--budget-day", "5", "--config", str(path)
+    )
     assert '"model_limits":{"gpt-5*":{"rpm":1,"budget_day":5.0}}' in changed
     with openai.OpenAI(base_url=gateway.url + "/v1", api_key=key, max_retries=0) as oai:
         await in_thread(lambda: oai.chat.completions.create(model="gpt-5-mini", messages=HELLO))  # type: ignore[arg-type]
@@ -226,9 +229,8 @@ async def test_limits_per_model_of_a_key_and_of_the_org(gateways: Gateways, fake
     assert "model_limits" not in cleared
 
 
-def _hold_one(data_dir: str, ready: str) -> None:
+def _hold_one(data_dir: str, ready: Connection) -> None:
     """In a child process: take the one concurrency slot of key k, say so, and wait to be killed."""
-    import pathlib
     import time
 
     from fastgw.config import Rights
@@ -238,7 +240,7 @@ def _hold_one(data_dir: str, ready: str) -> None:
     limiter = SharedLimiter(data_dir, now=time.time)
     caller = Caller(principal="k", levels=(Level.of("key k", Rights(concurrency=1)),))
     assert trio.run(limiter.admit, caller, "m", 1) is not None
-    pathlib.Path(ready).write_text("held")
+    ready.send("held")
     time.sleep(600)
 
 
@@ -253,13 +255,11 @@ async def test_a_worker_that_dies_mid_request_does_not_hold_a_concurrency_limit(
     from fastgw.governance.access import Caller, Level
     from fastgw.governance.limits import SharedLimiter
 
-    ready = tmp_path / "ready"
-    child = multiprocessing.get_context("spawn").Process(target=_hold_one, args=(str(tmp_path), str(ready)))
+    receiver, sender = multiprocessing.Pipe(duplex=False)
+    child = multiprocessing.get_context("spawn").Process(target=_hold_one, args=(str(tmp_path), sender))
     child.start()
     try:
-        with trio.fail_after(60):
-            while not ready.exists():
-                await trio.sleep(0.05)
+        assert await trio.to_thread.run_sync(lambda: receiver.poll(60) and receiver.recv()) == "held"
         limiter = SharedLimiter(str(tmp_path), now=time.time)
         caller = Caller(principal="k", levels=(Level.of("key k", Rights(concurrency=1)),))
         with pytest.raises(RateLimited, match="concurrency limit of 1"):

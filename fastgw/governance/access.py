@@ -94,35 +94,42 @@ class Access:
         self._reloads += 1
 
     def identify(self, headers: Mapping[str, str], peer: str | None, path: str) -> Caller:
-        """The caller of a request to ``path`` from ``peer``.
+        """The caller of a request to ``path`` from ``peer``: ``authenticate`` then ``authorize``."""
+        caller = self.authenticate(headers, peer)
+        self.authorize(caller, path)
+        return caller
+
+    def authenticate(self, headers: Mapping[str, str], peer: str | None) -> Caller:
+        """Who is calling from ``peer`` (the gateway key, its levels, the client address).
 
         Raises:
             AuthenticationFailed: a key is required and none, or an unknown, expired or revoked one, was given.
-            PermissionDenied: the path or the client address is outside an allowlist.
         """
         self._refresh()
         address = self._client_address(headers, peer)
         if not (self._required or self._keys):  # no keys yet: open, whatever placeholder the client sends
-            caller = Caller(address=address, levels=self._anonymous)
-        elif (presented := _presented(headers)) is None:
+            return Caller(address=address, levels=self._anonymous)
+        if (presented := _presented(headers)) is None:
             raise AuthenticationFailed("a gateway key is required: send it as x-api-key or Authorization: Bearer")
-        else:
-            found = self._keys.get(self._store.digest(presented)) if presented else None
-            if found is None:
-                raise AuthenticationFailed("invalid gateway key")
-            record, levels = found
-            if record.revoked_at is not None:
-                raise AuthenticationFailed(f"gateway key {record.name!r} was revoked")
-            if record.expires_at is not None and record.expires_at <= self._now():
-                raise AuthenticationFailed(f"gateway key {record.name!r} expired")
-            caller = Caller(principal=record.name, team=record.team, address=address, levels=levels)
+        found = self._keys.get(self._store.digest(presented)) if presented else None
+        if found is None:
+            raise AuthenticationFailed("invalid gateway key")
+        record, levels = found
+        if record.revoked_at is not None:
+            raise AuthenticationFailed(f"gateway key {record.name!r} was revoked")
+        if record.expires_at is not None and record.expires_at <= self._now():
+            raise AuthenticationFailed(f"gateway key {record.name!r} expired")
+        return Caller(principal=record.name, team=record.team, address=address, levels=levels)
+
+    @staticmethod
+    def authorize(caller: Caller, path: str) -> None:
+        """Raises ``PermissionDenied`` when ``path`` or the caller's address is outside a level's allowlist."""
         for level in caller.levels:
             rights = level.rights
             if rights.paths and not any(fnmatch.fnmatchcase(path, p) for p in rights.paths):
                 raise PermissionDenied(f"path {path} is not allowed for {level.name}")
-            if level.networks and not _inside(address, level.networks):
-                raise PermissionDenied(f"client address {address} is not allowed for {level.name}")
-        return caller
+            if level.networks and not _inside(caller.address, level.networks):
+                raise PermissionDenied(f"client address {caller.address} is not allowed for {level.name}")
 
     @staticmethod
     def admit_model(caller: Caller, model: str) -> None:

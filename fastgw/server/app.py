@@ -197,8 +197,9 @@ class App:
             client=client_kind(headers),
         )
         try:
-            caller = services.access.identify(headers, peer, path)
-            outcome.principal, outcome.team = caller.principal, caller.team
+            caller = services.access.authenticate(headers, peer)
+            outcome.principal, outcome.team = caller.principal, caller.team  # a refusal below names the key
+            services.access.authorize(caller, path)
             await serve(caller, outcome)
         except GatewayError as error:
             if type(error).__name__ not in audit.DENIALS:
