@@ -19,6 +19,13 @@ import msgspec
 # version "-" trace-id "-" parent-id "-" trace-flags, lowercase hex (section 3.2.2). A later version may append
 # fields after a "-"; version ff is forbidden.
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
+# tracestate list-members (section 3.3.1): key "=" value, optional whitespace around each, at most 32.
+_KEY = r"(?:[a-z][_0-9a-z\-*/]{0,255}|[a-z0-9][_0-9a-z\-*/]{0,240}@[a-z][_0-9a-z\-*/]{0,13})"
+_VALUE = r"[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]"
+_MEMBER = rf"[ \t]*(?:{_KEY}={_VALUE})?[ \t]*"
+_TRACESTATE = re.compile(rf"{_MEMBER}(?:,{_MEMBER})*")
+_MAX_MEMBERS = 32
+_MAX_LENGTH = 4096  # 32 members of 128 characters: longer is dropped, not parsed
 _SAMPLED = 0x01
 _BITS_64 = (1 << 64) - 1
 FORWARDED = ("traceparent", "tracestate")
@@ -33,7 +40,7 @@ class Trace(msgspec.Struct, frozen=True, kw_only=True, gc=False):
         span_id: 64 bits, the gateway's span for this request (the upstream call's parent).
         parent_id: the client's span (its ``traceparent`` parent id), None when the trace began here.
         sampled: the span is recorded and exported (the client's sampled flag when it sent one).
-        tracestate: the client's ``tracestate``, passed on unchanged (only with a valid ``traceparent``).
+        tracestate: the client's ``tracestate``, passed on unchanged (only a valid one, with a valid ``traceparent``).
     """
 
     trace_id: int
@@ -79,13 +86,20 @@ def begin(headers: Mapping[str, str], bound: int) -> Trace:
         trace_id = random.getrandbits(128) or 1
         return Trace(trace_id=trace_id, span_id=span_id, sampled=(trace_id & _BITS_64) < bound)
     trace_id, parent_id, flags = parent
+    state = headers.get("tracestate")
     return Trace(
         trace_id=trace_id,
         span_id=span_id,
         parent_id=parent_id,
         sampled=bool(flags & _SAMPLED),
-        tracestate=headers.get("tracestate"),
+        tracestate=state if state is None or valid_tracestate(state) else None,
     )
+
+
+def valid_tracestate(value: str) -> bool:
+    """Whether ``value`` is a ``tracestate`` the gateway passes on (section 3.3): an invalid one is dropped (section
+    3.3.1.1), and so never reaches the SDK, which would log it."""
+    return len(value) <= _MAX_LENGTH and value.count(",") < _MAX_MEMBERS and _TRACESTATE.fullmatch(value) is not None
 
 
 def upstream_headers(headers: Mapping[str, str], trace: Trace | None) -> list[tuple[str, str]]:

@@ -37,6 +37,8 @@ OPERATION = "chat"
 """``gen_ai.operation.name``: every dialect's model call is a chat completion in the conventions' terms."""
 _PROVIDERS = {"anthropic": "anthropic", "openai-chat": "openai", "openai-responses": "openai"}
 """Upstream dialect -> ``gen_ai.provider.name`` (the conventions' well-known values)."""
+_CAP = 256
+"""Longest value taken from a client (model, project, session id): the span is built past the SDK's attribute limits."""
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _OK = Status(StatusCode.UNSET)
 
@@ -48,7 +50,7 @@ def attributes(outcome: Outcome) -> Attributes:
     ``error.type``, and the gateway's own ``fastgw.*`` (the key's name, never a key)."""
     found: Attributes = {
         "gen_ai.operation.name": OPERATION,
-        "gen_ai.request.model": outcome.model,
+        "gen_ai.request.model": outcome.model[:_CAP],
         "http.response.status_code": outcome.status,
         "fastgw.request_id": outcome.id,
         "fastgw.dialect": outcome.dialect,
@@ -87,9 +89,9 @@ def attributes(outcome: Outcome) -> Attributes:
     if outcome.team is not None:
         found["fastgw.team"] = outcome.team
     if outcome.session_id is not None:
-        found["gen_ai.conversation.id"] = outcome.session_id
+        found["gen_ai.conversation.id"] = outcome.session_id[:_CAP]
     if outcome.project is not None:
-        found["fastgw.project"] = outcome.project
+        found["fastgw.project"] = outcome.project[:_CAP]
     return found
 
 
@@ -144,7 +146,7 @@ class TracingRecorder:
             parent = SpanContext(trace_id, trace.parent_id, is_remote=True, trace_flags=_SAMPLED, trace_state=state)
         start = int(outcome.started_at * 1e9)
         span = ReadableSpan(
-            name=f"{OPERATION} {outcome.model}" if outcome.model else OPERATION,
+            name=f"{OPERATION} {outcome.model[:_CAP]}" if outcome.model else OPERATION,
             context=SpanContext(trace_id, trace.span_id, is_remote=False, trace_flags=_SAMPLED, trace_state=state),
             parent=parent,
             resource=self._resource,

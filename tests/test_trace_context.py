@@ -7,12 +7,15 @@ its sampled flag decides; a new trace is sampled by ratio on the trace id's low 
 
 from __future__ import annotations
 
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
+from opentelemetry.trace import TraceState
 
 from fastgw import config as config_module
 from fastgw.config import ConfigError, Tracing, traces_endpoint
@@ -132,3 +135,47 @@ def test_tracing_on_without_the_otel_extra_is_a_config_error(monkeypatch: pytest
     config_module.from_mapping({"tracing": {"enabled": False}})  # off: nothing needed
     with pytest.raises(ConfigError, match=r"tracing.enabled: needs the OpenTelemetry packages .*fastgw\[otel\]"):
         config_module.from_mapping({"tracing": {"enabled": True}}, "test")
+
+
+def test_the_gateway_imports_and_serves_without_the_otel_extra(tmp_path: Path) -> None:
+    """A fresh interpreter where every ``opentelemetry`` import fails, as in an install without ``fastgw[otel]``."""
+    script = f"""
+import sys
+sys.modules["opentelemetry"] = None  # import opentelemetry.* -> ModuleNotFoundError
+from fastgw import config
+from fastgw.server.app import App
+app = App(config.from_mapping({{"data_dir": {str(tmp_path)!r}}}))
+assert app.runtime.services.tracing is None
+try:
+    config.from_mapping({{"tracing": {{"enabled": True}}}}, "fastgw.toml")
+except config.ConfigError as error:
+    print(error)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("fastgw.toml: tracing.enabled: needs the OpenTelemetry packages")
+    assert "pip install 'fastgw[otel]'" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("tracestate", "kept"),
+    [
+        ("rojo=00f067aa0ba902b7,congo=t61rcWkgMzE", True),
+        ("rojo=00f067aa0ba902b7 , ,\tcongo=t61rcWkgMzE", True),  # whitespace and empty members are allowed
+        ("tenant@vendor=x", True),
+        ("Upper=1", False),
+        ("novalue", False),
+        ("k=bad,value", False),
+        ("k=v=w", False),
+        (",".join(f"k{i}=v" for i in range(33)), False),  # more than 32 members
+        ("k=" + "v" * 255 + " " * 4000, False),  # longer than the gateway reads
+    ],
+)
+def test_only_a_valid_tracestate_is_kept_when_tracing(
+    tracestate: str, kept: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    trace = begin({"traceparent": f"00-{TRACE}-{SPAN}-01", "tracestate": tracestate}, sample_bound(1.0))
+    assert trace.tracestate == (tracestate if kept else None)
+    if kept:
+        assert len(TraceState.from_header([tracestate])) == tracestate.count("=")
+    assert not caplog.records  # the SDK never sees an invalid one, so never logs a client's header
