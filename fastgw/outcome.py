@@ -2,8 +2,8 @@
 
 Every model request ends in exactly one ``Outcome`` (success, error before or after the first byte, client gone;
 translated or passed through, streamed or not), handed to a ``Recorder``. The recorder interface is where usage
-metering, the audit log and metrics plug in; the default keeps recent outcomes in memory, behind a bounded channel
-drained by a background task, so recording never blocks or fails a request.
+metering, the audit log, metrics and traces plug in; the default keeps recent outcomes in memory, behind a bounded
+channel drained by a background task, so recording never blocks or fails a request.
 """
 
 from __future__ import annotations
