@@ -7,6 +7,7 @@ error). A reload (later) builds a new ``Config`` and swaps it whole.
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import os
 import re
@@ -220,6 +221,62 @@ class Metering(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     max_pending: int = 100_000
 
 
+class Tracing(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """OpenTelemetry traces (``fastgw.tracing``; needs the ``otel`` extra): one span per model request, exported over
+    OTLP/HTTP, with the GenAI semantic conventions' attributes. Read at start.
+
+    Attributes:
+        enabled: export spans at all (off: no per-request work; a client's ``traceparent`` still reaches the upstream).
+        endpoint: the collector's OTLP/HTTP traces URL; unset: ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``, else
+            ``OTEL_EXPORTER_OTLP_ENDPOINT`` + ``/v1/traces``, else ``http://127.0.0.1:4318/v1/traces``.
+        service_name: the ``service.name`` resource attribute.
+        sample_ratio: the share of new traces recorded (0 to 1); a request with a ``traceparent`` follows its sampled
+            flag.
+        headers: sent with every export (collector auth); never logged. Unset: ``OTEL_EXPORTER_OTLP_HEADERS``.
+    """
+
+    enabled: bool = False
+    endpoint: str | None = None
+    service_name: str = "fastgw"
+    sample_ratio: float = 1.0
+    headers: dict[str, str] = {}
+
+    def __repr__(self) -> str:  # the headers are credentials
+        return (
+            f"Tracing(enabled={self.enabled}, endpoint={self.endpoint!r}, service_name={self.service_name!r}, "
+            f"sample_ratio={self.sample_ratio}, headers=[{len(self.headers)} hidden])"
+        )
+
+
+DEFAULT_TRACES_ENDPOINT = "http://127.0.0.1:4318/v1/traces"
+OTEL_PACKAGES = ("opentelemetry.sdk.trace", "opentelemetry.exporter.otlp.proto.http.trace_exporter")
+"""What ``[tracing] enabled = true`` needs: ``pip install 'fastgw[otel]'``."""
+
+
+def traces_endpoint(tracing: Tracing, env: dict[str, str] | None = None) -> str:
+    """Where spans go: ``[tracing] endpoint``, else the standard OTLP environment variables, else the local
+    collector's default."""
+    if tracing.endpoint:
+        return tracing.endpoint
+    env = dict(os.environ) if env is None else env
+    if env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        return env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
+    if env.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        return env["OTEL_EXPORTER_OTLP_ENDPOINT"].rstrip("/") + "/v1/traces"
+    return DEFAULT_TRACES_ENDPOINT
+
+
+def _otel_missing() -> str | None:
+    """The first module of the ``otel`` extra that is not installed, if any."""
+    for name in OTEL_PACKAGES:
+        try:
+            if importlib.util.find_spec(name) is None:
+                return name
+        except ModuleNotFoundError:
+            return name
+    return None
+
+
 class Config(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """The whole gateway configuration.
 
@@ -241,6 +298,7 @@ class Config(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
         trusted_proxies: networks (CIDR) of the load balancers whose ``X-Forwarded-For`` names the client.
         responses_ttl: seconds a stored response (``store: true``) can be continued or fetched.
         metering: the usage writer (``data_dir``/usage.sqlite3, read by ``fastgw usage``).
+        tracing: OpenTelemetry spans over OTLP/HTTP (off by default).
         master_key_file: a file holding the master key that encrypts provider keys stored with ``fastgw providers
             add-key`` (``fastgw.governance.secrets``); ``FASTGW_MASTER_KEY`` overrides it.
     """
@@ -260,6 +318,7 @@ class Config(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     trusted_proxies: list[str] = []
     responses_ttl: float = 30 * 24 * 3600.0
     metering: Metering = Metering()
+    tracing: Tracing = Tracing()
     master_key_file: str | None = None
 
 
@@ -324,11 +383,31 @@ def _check(config: Config, source: str) -> Config:
     for field in ("interval", "batch_size", "max_pending"):
         if not getattr(metering, field) > 0:
             raise ConfigError(f"{source}: metering.{field}: must be greater than 0")
+    _check_tracing(config.tracing, source)
     for tier in ("haiku", "sonnet", "opus"):
         target = getattr(config.tiers, tier)
         if target is not None:
             _check_target(config, target, f"tiers.{tier}", source)
     return config
+
+
+def _check_tracing(tracing: Tracing, source: str) -> None:
+    if not 0.0 <= tracing.sample_ratio <= 1.0:
+        raise ConfigError(f"{source}: tracing.sample_ratio: must be between 0 and 1")
+    if tracing.endpoint is not None and not re.match(r"https?://[^/\s]+", tracing.endpoint):
+        raise ConfigError(f"{source}: tracing.endpoint: {tracing.endpoint!r} is not an http(s) URL")
+    if not tracing.service_name:
+        raise ConfigError(f"{source}: tracing.service_name: must not be empty")
+    for header, value in tracing.headers.items():  # the value is a credential: never in a message
+        if _UNSAFE.search(header) or _UNSAFE.search(value) or not _TOKEN.match(header):
+            raise ConfigError(f"{source}: tracing.headers.{header}: not a valid HTTP header")
+    if tracing.enabled:
+        missing = _otel_missing()
+        if missing is not None:
+            raise ConfigError(
+                f"{source}: tracing.enabled: needs the OpenTelemetry packages ({missing} is not installed): "
+                "pip install 'fastgw[otel]'"
+            )
 
 
 def check_rights(rights: Rights, source: str, prefix: str = "") -> None:

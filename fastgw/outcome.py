@@ -2,9 +2,9 @@
 
 Every model request ends in exactly one ``Outcome`` (success, error before or after the first byte, client gone;
 translated or passed through, streamed or not), handed to a ``Recorder``; so does every refusal (401, 403, 429) of
-an endpoint the gateway answers itself (``fastgw.server.app``). The recorder interface is where usage
-metering, the audit log and metrics plug in; the default keeps recent outcomes in memory, behind a bounded channel
-drained by a background task, so recording never blocks or fails a request.
+an endpoint the gateway answers itself (``fastgw.server.app``). The recorder interface is where usage metering, the
+audit log, metrics and traces plug in; the default keeps recent outcomes in memory, behind a bounded channel drained
+by a background task, so recording never blocks or fails a request.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import msgspec
 import trio
 
 from fastgw.canon.response import Usage
+from fastgw.tracecontext import Trace
 
 T = TypeVar("T")
 
@@ -67,6 +68,11 @@ class Outcome(msgspec.Struct, kw_only=True, gc=False):
         skipped: targets passed over without a try, with why (``(provider:model, reason)``).
         status: the HTTP status the client got (200 for a stream that began, even if it ended in an error event).
         usage: tokens as the upstream reported them; None when it reported none.
+        max_tokens: the output cap the client set, None when it set none.
+        finish_reason: why the answer ended (the canonical stop reason, Anthropic's vocabulary: ``end_turn``,
+            ``max_tokens``, ``tool_use``...; a passed-through answer's own value), None when unknown.
+        response_id: the upstream answer's id, when known.
+        trace: the request's W3C trace context, set when tracing is on (``fastgw.tracecontext``).
         ttfb: seconds from the request's arrival to its first response byte; None if nothing was sent.
         duration: seconds from arrival to the end.
         error: the class of error the request ended with (``client_gone`` when the client left), None on success.
@@ -93,6 +99,10 @@ class Outcome(msgspec.Struct, kw_only=True, gc=False):
     skipped: tuple[tuple[str, str], ...] = ()
     status: int = 0
     usage: Usage | None = None
+    max_tokens: int | None = None
+    finish_reason: str | None = None
+    response_id: str | None = None
+    trace: Trace | None = None
     ttfb: float | None = None
     duration: float = 0.0
     error: str | None = None

@@ -28,7 +28,7 @@ import trio
 from fastgw.canon.dialect import Dialect
 from fastgw.canon.request import Request
 from fastgw.canon.sources import Sources
-from fastgw.canon.stream import Event, Failure, Finish
+from fastgw.canon.stream import Event, Failure, Finish, Start
 from fastgw.canon.tokens import count_request
 from fastgw.codecs import passthrough, registry
 from fastgw.codecs.interface import InboundCodec, StreamDecoder, StreamEncoder
@@ -44,6 +44,7 @@ from fastgw.route.policy import Facts
 from fastgw.route.quality import StreamCheck, response_problem
 from fastgw.route.router import Attempts, Bound, Choice, Router
 from fastgw.runtime import RoutingState, Runtime
+from fastgw.tracecontext import upstream_headers
 from fastgw.upstream.client import Upstream
 
 Headers = list[tuple[bytes, bytes]]
@@ -144,6 +145,8 @@ class Pipeline:
         outcome = Outcome(id=self.sources.serial_id("req"), started_at=self.sources.now(), dialect=dialect)
         REQUEST_ID.set(outcome.id)  # this task's log lines name the request (fastgw.logs)
         services = self.runtime.services
+        if services.tracing is not None:  # the span's ids, fixed now: the upstream call names it as its parent
+            outcome.trace = services.tracing.begin(headers)
         reservation: Reservation | None = None
 
         async def settle() -> None:
@@ -217,6 +220,7 @@ class Pipeline:
         candidate route has a policy (then the request is decoded and measured)."""
         peek = passthrough.peek(body)
         outcome.model, outcome.stream = peek.model, peek.stream
+        outcome.max_tokens = peek.output_cap or None
         Access.admit_model(caller, peek.model)
         session = next((headers[name] for name in inbound.session_headers if name in headers), None)
         outcome.session_id = session = session or peek.prompt_cache_key
@@ -260,6 +264,7 @@ class Pipeline:
         limit = state.config.routing.max_attempts
         cooled: Cool | None = None
         failure: GatewayError | None = None
+        trace = upstream_headers(headers, outcome.trace)  # W3C trace context, the same for every dialect
         while attempts.made < limit:
             choice = attempts.next(cooled)
             if choice is None:
@@ -267,7 +272,8 @@ class Pipeline:
             leg = await self._leg(plan, inbound, headers, body, choice)
             outcome.provider, outcome.upstream_model = leg.upstream.name, leg.model
             outcome.upstream_dialect, outcome.passthrough = leg.upstream.codec.dialect, not leg.translated
-            attempt = _Attempt(leg, leg.upstream.codec.forward(headers), outcome, self.sources)
+            forward = leg.upstream.codec.forward(headers)
+            attempt = _Attempt(leg, [*forward, *trace] if trace else forward, outcome, self.sources)
             try:
                 async with attempt as response:
                     outcome.skipped = tuple(attempts.skipped)
@@ -350,7 +356,7 @@ class Pipeline:
         if not plan.stream:
             data = await upstream.read(response)
             tap.feed(data)
-            outcome.usage = tap.usage
+            outcome.usage, outcome.finish_reason, outcome.response_id = tap.usage, tap.finish_reason, tap.response_id
             content_type = response.headers.get("content-type", "application/json").encode()
             await out.respond(200, [(b"content-type", content_type), *head], data)
             return
@@ -366,7 +372,7 @@ class Pipeline:
                         tap.feed(frames)
                         await out.write(frames)
         finally:
-            outcome.usage = tap.usage
+            outcome.usage, outcome.finish_reason, outcome.response_id = tap.usage, tap.finish_reason, tap.response_id
         if not out.started:
             await out.start(200, sse)
         await out.end()
@@ -390,7 +396,11 @@ class Pipeline:
         if not request.stream:
             data = await upstream.read(response)
             canonical = codec.decode(data, leg.context, plan.model, plan.estimate, self.sources)
-            outcome.usage = canonical.usage
+            outcome.usage, outcome.finish_reason, outcome.response_id = (
+                canonical.usage,
+                canonical.stop_reason,
+                canonical.id,
+            )
             encoded = inbound.encode(canonical, request, self.sources)
             if keeper is not None:  # stored before the client can ask for it
                 await keeper.whole(encoded, canonical)
@@ -549,9 +559,11 @@ async def _emit(
     before_finish: Callable[[], Awaitable[None]] | None,
 ) -> None:
     if events:
-        last = events[-1]
+        first, last = events[0], events[-1]
+        if isinstance(first, Start):
+            outcome.response_id = first.id
         if isinstance(last, Finish):
-            outcome.usage = last.usage
+            outcome.usage, outcome.finish_reason = last.usage, last.stop_reason
             if before_finish is not None:
                 await before_finish()
         elif isinstance(last, Failure):

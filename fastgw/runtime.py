@@ -12,6 +12,7 @@ seconds and rebuilds the routing state when ``fastgw providers add-key``/``remov
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import msgspec
 import trio
@@ -19,7 +20,7 @@ import trio
 from fastgw.canon.sources import SYSTEM, Sources
 from fastgw.catalog import Catalog
 from fastgw.codecs import registry
-from fastgw.config import Config
+from fastgw.config import Config, ConfigError
 from fastgw.governance.access import Access, AccessStatistics
 from fastgw.governance.audit import AuditLog, DenialRecorder
 from fastgw.governance.keys import KeyStore
@@ -38,6 +39,9 @@ from fastgw.state.responses import ResponseStore, SQLiteResponseStore, StoreStat
 from fastgw.upstream.client import Upstreams, UpstreamStatistics
 from fastgw.upstream.transport import Http1Transport, TransportStatistics
 
+if TYPE_CHECKING:
+    from fastgw.tracing import TracingRecorder
+
 log = logging.getLogger("fastgw")
 
 PROVIDER_KEYS_POLL = 2.0  # seconds between checks of the stored provider keys' version stamp
@@ -46,10 +50,12 @@ PROVIDER_KEYS_POLL = 2.0  # seconds between checks of the stored provider keys' 
 class Services:
     """The worker's long-lived services, built once from the first config.
 
-    ``data_dir``, ``responses_ttl`` and ``metering`` are read at start; changing them needs a restart, not a reload.
+    ``data_dir``, ``responses_ttl``, ``metering`` and ``tracing`` are read at start; changing them needs a restart,
+    not a reload.
     ``recorder`` fans every outcome out to the metering writer (``usage``; None when metering is off), the
     Prometheus ``metrics`` and the recorder passed in (tests pass a ``MemoryRecorder`` and find it again with
-    ``recorder.find``), and the audit log's ``denials``.
+    ``recorder.find``), the audit log's ``denials``, and the span exporter (``tracing``; None when tracing is off,
+    and then nothing about tracing runs per request).
     """
 
     def __init__(self, config: Config, sources: Sources = SYSTEM, recorder: Recorder | None = None) -> None:
@@ -90,6 +96,15 @@ class Services:
         self.audit = AuditLog(config.data_dir)
         self.denials = DenialRecorder(self.audit)
         recorders.append(self.denials)
+        self.tracing: TracingRecorder | None = None
+        if config.tracing.enabled:
+            try:  # the ``otel`` extra: imported only when asked for
+                from fastgw.tracing import TracingRecorder
+            except ImportError as error:
+                raise ConfigError(f"tracing.enabled: needs pip install 'fastgw[otel]' ({error})") from None
+            self.tracing = TracingRecorder(config.tracing)
+            recorders.append(self.tracing)
+            log.info("tracing: spans go to %s", _without_credentials(self.tracing.endpoint))
         self.recorder = Recorders(recorders)
 
     def stored_keys(self, config: Config) -> tuple[int, dict[str, list[str]]]:
@@ -203,6 +218,13 @@ class RoutingState:
                 shown.append(targets)
             out.append(RouteView(name=name, levels=shown))
         return out
+
+
+def _without_credentials(url: str) -> str:
+    """``url`` without a user:password part or a query (either may hold a credential), for the log."""
+    scheme, _, rest = url.partition("://")
+    host, slash, path = rest.partition("/")
+    return f"{scheme}://{host.rpartition('@')[2]}{slash}{path.partition('?')[0]}"
 
 
 def _until(until: float, now: float) -> float | None:

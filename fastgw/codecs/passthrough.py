@@ -90,19 +90,34 @@ class FrameCutter:
 
 
 class _AnthropicUsage(msgspec.Struct):
+    id: str | None = None
+    stop_reason: str | None = None
     usage: anthropic_wire.InUsage | None = None
+
+
+class _AnthropicStop(msgspec.Struct):
+    stop_reason: str | None = None
 
 
 class _AnthropicEvent(msgspec.Struct):
     message: _AnthropicUsage | None = None
+    delta: _AnthropicStop | None = None
     usage: anthropic_wire.InUsage | None = None
 
 
+class _ChatChoice(msgspec.Struct):
+    finish_reason: str | None = None
+
+
 class _ChatUsage(msgspec.Struct):
+    id: str | None = None
+    choices: list[_ChatChoice] = []
     usage: chat_wire.InUsage | None = None
 
 
 class _ResponsesUsage(msgspec.Struct):
+    id: str | None = None
+    status: str | None = None
     usage: responses_wire.InUsage | None = None
 
 
@@ -118,14 +133,18 @@ _responses_event = msgspec.json.Decoder(_ResponsesEvent)
 
 
 class UsageTap:
-    """The usage a relayed response reported, for the ``Outcome``; None when it reported none."""
+    """The usage a relayed response reported, for the ``Outcome``; None when it reported none. The frames read for it
+    also give the answer's id and finish reason (``stop_reason``, ``finish_reason`` or the Responses ``status``) when
+    they carry them."""
 
-    __slots__ = ("_dialect", "_parser", "usage")
+    __slots__ = ("_dialect", "_parser", "usage", "finish_reason", "response_id")
 
     def __init__(self, dialect: Dialect, *, stream: bool) -> None:
         self._dialect = dialect
         self._parser = SSEParser() if stream else None
         self.usage: Usage | None = None
+        self.finish_reason: str | None = None
+        self.response_id: str | None = None
 
     def feed(self, data: bytes) -> None:
         """Whole SSE frames of a stream, or the whole body of a non-streamed response. Never raises."""
@@ -146,20 +165,31 @@ class UsageTap:
             case Dialect.ANTHROPIC:
                 if event:
                     frame = _anthropic_event.decode(data)
-                    u = frame.message.usage if frame.message is not None else frame.usage
+                    message = frame.message
+                    u = message.usage if message is not None else frame.usage
+                    if message is not None and message.id:
+                        self.response_id = message.id
+                    if frame.delta is not None and frame.delta.stop_reason:
+                        self.finish_reason = frame.delta.stop_reason
                 else:
-                    u = _anthropic_body.decode(data).usage
+                    body = _anthropic_body.decode(data)
+                    u, self.response_id, self.finish_reason = body.usage, body.id, body.stop_reason
                 if u is not None:
                     self.usage = anthropic_response.usage_from(u, self.usage)
             case Dialect.OPENAI_CHAT:
-                chat = _chat_usage.decode(data).usage
-                if chat is not None:
-                    self.usage = chat_response.usage_from(chat)
+                chunk = _chat_usage.decode(data)
+                self.response_id = chunk.id or self.response_id
+                for choice in chunk.choices:
+                    self.finish_reason = choice.finish_reason or self.finish_reason
+                if chunk.usage is not None:
+                    self.usage = chat_response.usage_from(chunk.usage)
             case Dialect.OPENAI_RESPONSES:
                 if event:
                     holder = _responses_event.decode(data).response
-                    responses = holder.usage if holder is not None else None
                 else:
-                    responses = _responses_body.decode(data).usage
-                if responses is not None:
-                    self.usage = responses_response.usage_from(responses)
+                    holder = _responses_body.decode(data)
+                if holder is not None:
+                    self.response_id = holder.id or self.response_id
+                    self.finish_reason = holder.status or self.finish_reason
+                    if holder.usage is not None:
+                        self.usage = responses_response.usage_from(holder.usage)
