@@ -75,6 +75,8 @@ class TwinRow(msgspec.Struct, kw_only=True):
             auth, limits and metering, add.
         paired: Per-round differences, variant minus twin (sent in the same round, the direct request between them).
         delta_ttft: Streams: variant minus twin time to first content delta, statistic by statistic.
+        twin_cpu_ms, cpu_ms: CPU time per request of the twin's and of the variant's gateway during the job, when
+            they are separate gateways (governed; a pooled variant shares its twin's gateway: None).
     """
 
     scenario: str
@@ -90,6 +92,8 @@ class TwinRow(msgspec.Struct, kw_only=True):
     delta: Dist | None = None
     paired: Dist | None = None
     delta_ttft: Dist | None = None
+    twin_cpu_ms: float | None = None
+    cpu_ms: float | None = None
 
 
 class ThroughputRow(msgspec.Struct, kw_only=True):

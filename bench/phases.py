@@ -117,19 +117,24 @@ def latency(
         max_seconds=budget.max_seconds,
         keep_content=mode.stream,
     )
-    cpu = cpu_seconds(gateway.pids)
+    apart = twin_at is not gateway and prepared.twin is not None
+    cpu, twin_cpu = cpu_seconds(gateway.pids), cpu_seconds(twin_at.pids) if apart else 0.0
     result = loadgen.latency(job)
     cpu = cpu_seconds(gateway.pids) - cpu
+    twin_cpu = cpu_seconds(twin_at.pids) - twin_cpu if apart else 0.0
     *twin, direct, through = result.samples
-    gateway_targets = len(targets) - 1 - (twin_at is not gateway and prepared.twin is not None)
-    gateway_requests = result.requests * gateway_targets // len(targets)
-    row = _row(prepared, protocol, gateway.name, direct, through, cpu * 1000 / max(1, gateway_requests))
+    per_target = max(1, result.requests // len(targets))
+    gateway_requests = per_target * (len(targets) - 1 - apart)
+    row = _row(prepared, protocol, gateway.name, direct, through, cpu * 1000 / gateway_requests)
     raw = {"direct": [s.total for s in _ok(direct)], f"{gateway.name} {protocol}": [s.total for s in _ok(through)]}
     if not twin:
         return Latency(row, raw)
     assert prepared.scenario.twin is not None
     raw[f"{twin_at.name} {protocol}, twin {prepared.scenario.twin}"] = [s.total for s in _ok(twin[0])]
-    return Latency(row, raw, twin_row(prepared, protocol, gateway.name, twin[0], through))
+    compared = twin_row(prepared, protocol, gateway.name, twin[0], through)
+    if apart:
+        compared.cpu_ms, compared.twin_cpu_ms = row.cpu_ms, twin_cpu * 1000 / per_target
+    return Latency(row, raw, compared)
 
 
 def _row(

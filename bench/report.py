@@ -135,6 +135,7 @@ def _twins(title: str, intro: str, variant: str, rows: list[TwinRow], throughput
     if not rows:
         return []
     lines = [f"## {title} at concurrency 1", "", intro + _COMMON.format(v=variant), ""]
+    cpu = any(r.cpu_ms is not None for r in rows)  # separate gateways: each side's CPU per request
     header = [
         "scenario",
         "mode",
@@ -149,7 +150,7 @@ def _twins(title: str, intro: str, variant: str, rows: list[TwinRow], throughput
         "Δ TTFT p50",
         f"errors twin/{variant}",
         "n",
-    ]
+    ] + ([f"CPU/req twin/{variant}"] if cpu else [])
     body = []
     for r in rows:
         lead = [r.scenario, r.mode, r.protocol]
@@ -170,6 +171,7 @@ def _twins(title: str, intro: str, variant: str, rows: list[TwinRow], throughput
                 f"{r.twin_errors}/{r.errors}",
                 str(r.delta.n),
             ]
+            + ([f"{_ms(r.twin_cpu_ms, 3)} / {_ms(r.cpu_ms, 3)}"] if cpu else [])
         )
     lines += _table(header, body)
     if throughput:

@@ -543,6 +543,8 @@ def sample_report() -> Report:
         variant_total=_dist(1.25, 1.6, 1.9),
         delta=_dist(0.05, 0.1, 0.0),
         paired=_dist(0.045, 0.2, 0.3),
+        twin_cpu_ms=1.1,
+        cpu_ms=1.25,
     )
     governed_rps = ThroughputRow(
         gateway="fastgw-governed", workers=1, protocol="http/1.1", clients=32, rps=850, errors=0, requests=9
@@ -675,6 +677,8 @@ def test_markdown_has_the_targets_table_and_json_round_trips(tmp_path: Path) -> 
     assert "failed: gateway answered 500: boom" in text
     assert "## Governed path vs the ungoverned twin" in text
     assert "| anthropic-chat-governed | non-stream | http/1.1 | 1.20 | 1.25 | 0.050 | 0.045 |" in text
+    assert "| 0/0 | 100 | 1.100 / 1.250 |" in text  # separate gateways: each side's CPU per request
+    assert "| errors twin/pooled | n |\n" in text  # one gateway: no CPU split
     assert "| anthropic-chat-governed | anthropic-chat | 32 | 900 | 850 | 0.944 |" in text
     assert "## Metering writer under load" in text and "| 4000 / 4000 | 0 |" in text
     assert "`fastgw usage` counts 1234 requests; the gateway served 1234 (equal)" in text
@@ -754,6 +758,8 @@ def test_smoke_run_measures_positive_latencies_without_errors(tmp_path: Path) ->
             "ok",
         )
         assert governed.twin_errors == 0 and governed.errors == 0 and governed.delta and governed.paired
+        assert governed.cpu_ms and governed.twin_cpu_ms  # two gateways: the CPU of each side
+    assert all(pooled.cpu_ms is None for pooled in report.pooled)  # one gateway: not split
     ((governed_rps),) = report.governed_throughput
     assert governed_rps.variant_row.rps > 0 and governed_rps.variant_row.errors == 0
     ((backlog),) = report.metering
