@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.model import BacklogSample, MeteringBacklog
 from bench.procs import http_call
+from bench.scenarios import METERING_INTERVAL
 
 WRITER = "UsageRecorder"
 EVERY = 0.2
@@ -131,16 +132,35 @@ class BacklogWatch:
                 return False
 
 
-def slope(samples: Sequence[BacklogSample]) -> float:
-    """Least-squares slope of ``queued`` over time, records per second (0 with fewer than two samples)."""
-    if len(samples) < 2:
+def slope(points: Sequence[tuple[float, float]]) -> float:
+    """Least-squares slope of ``(x, y)`` points (0 with fewer than two distinct x)."""
+    if len(points) < 2:
         return 0.0
-    mean_t = sum(s.at for s in samples) / len(samples)
-    mean_q = sum(s.queued for s in samples) / len(samples)
-    spread = sum((s.at - mean_t) ** 2 for s in samples)
+    mean_x = sum(x for x, _ in points) / len(points)
+    mean_y = sum(y for _, y in points) / len(points)
+    spread = sum((x - mean_x) ** 2 for x, _ in points)
     if not spread:
         return 0.0
-    return sum((s.at - mean_t) * (s.queued - mean_q) for s in samples) / spread
+    return sum((x - mean_x) * (y - mean_y) for x, y in points) / spread
+
+
+def troughs(samples: Sequence[BacklogSample], interval: float = METERING_INTERVAL) -> list[tuple[float, float]]:
+    """The lowest backlog in each whole ``interval`` of the samples, at the interval's middle.
+
+    The writer empties its queue at every flush (each ``interval``, sooner when a batch fills), so a trough is what
+    was left right after one: about 0 while it keeps up, rising by its deficit when it falls behind. The sawtooth
+    between flushes, up to a batch, says nothing about keeping up; the troughs leave it out.
+    """
+    if not samples:
+        return []
+    start = samples[0].at
+    whole = int((samples[-1].at - start) // interval)
+    lowest: dict[int, int] = {}
+    for sample in samples:
+        index = int((sample.at - start) // interval)
+        if index < whole:
+            lowest[index] = min(lowest.get(index, sample.queued), sample.queued)
+    return [(start + (index + 0.5) * interval, float(value)) for index, value in sorted(lowest.items())]
 
 
 def backlog(scenario: str, clients: int, rps: float, watch: BacklogWatch, drained: bool) -> MeteringBacklog:
@@ -156,7 +176,7 @@ def backlog(scenario: str, clients: int, rps: float, watch: BacklogWatch, draine
         start=queued[0],
         end=queued[-1],
         peak=max(queued),
-        growth=slope(samples) * span,
+        growth=slope(troughs(samples)) * span,
         served=watch.state.served - watch.first.served,
         written=sum(watch.state.written.values()) - sum(watch.first.written.values()),
         dropped=sum(watch.state.dropped.values()),

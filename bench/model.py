@@ -155,8 +155,9 @@ class MeteringBacklog(msgspec.Struct, kw_only=True):
         rps: The job's throughput (successful requests per second in its measuring window).
         samples: ``/metrics`` scrapes over the job (warm-up included).
         start, end, peak: Backlog (records queued) at the first and last scrape, and its highest.
-        growth: Backlog growth over the job, records: the least-squares slope of ``queued`` over time times the
-            job's span (a writer that keeps up saws between 0 and a batch and grows by about 0).
+        growth: Backlog growth over the job, records: the least-squares slope of the troughs (the lowest ``queued``
+            of each flush interval: what is left right after a flush) times the job's span. A writer that keeps up
+            saws between about 0 and one flush's worth, and its troughs stay near 0.
         served: Requests the gateway counted (``fastgw_requests_total``) from the first scrape to the drained one.
         written: Usage records written over the same span.
         dropped: Records the writer dropped (queue full), over the gateway's life.

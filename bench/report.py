@@ -213,7 +213,8 @@ def _metering(report: Report) -> list[str]:
         "",
         'Records queued for the writer, scraped from `/metrics` (`fastgw_recorder{recorder="UsageRecorder"}`) '
         f"every {metering.EVERY:g} s over the closed-loop job, warm-up included; growth = least-squares slope of the "
-        "backlog times the job's span (a writer that keeps up saws between 0 and one flush and grows by about 0); "
+        "troughs (the lowest backlog of each flush interval: what a flush left) times the job's span, so a writer "
+        "that keeps up, sawing between about 0 and one flush's worth, grows by about 0; "
         "written / served: usage records written and requests the gateway counted from the first scrape until the "
         "backlog was back to 0.",
         "",

@@ -238,6 +238,8 @@ FAKE_PRICES = ("fake-*", 3.0, 15.0)
 """The fake models' prices (USD per million input and output tokens), in both gateways' configs: the governed one
 costs every request and charges its budgets; the ungoverned twin has the same catalog."""
 
+METERING_INTERVAL = 1.0
+"""The governed gateway's metering writer flushes at least this often (seconds; fastgw's default)."""
 GOVERNED_TEAM = "bench-team"
 GOVERNED_KEY_NAME = "bench-key"
 GOVERNED_MODELS = ("fake-*", "ant-fake-*", "resp-fake-*")
@@ -303,7 +305,8 @@ def gateway_config(
         lines.append(f"data_dir = {msgspec.json.encode(data_dir).decode()}")
     glob, input_price, output_price = FAKE_PRICES
     lines += ["", f'[models."{glob}"]', f"input_price = {input_price}", f"output_price = {output_price}", ""]
-    lines += ["[metering]", f"enabled = {'true' if governed else 'false'}", ""]
+    lines += ["[metering]", f"enabled = {'true' if governed else 'false'}"]
+    lines += [f"interval = {METERING_INTERVAL}", ""] if governed else [""]
     if governed:
         lines += ["[org]", *_rights_toml(), ""]
     for dialect in sorted(dialects):

@@ -633,12 +633,16 @@ def test_governed_targets_need_a_small_delta_and_a_writer_that_keeps_up() -> Non
     assert {t.name: t.verdict for t in targets.evaluate(report)}[backlog] == "n/a"
 
 
-def test_a_sawing_backlog_does_not_grow_and_a_rising_one_does() -> None:
-    saw = [BacklogSample(at=t / 5, queued=(t % 5) * 200, written=0) for t in range(25)]
-    rising = [BacklogSample(at=t / 5, queued=t * 40 + (t % 5) * 200, written=0) for t in range(25)]
-    assert abs(metering.slope(saw) * 4.8) < targets.BACKLOG_GROWTH
-    assert metering.slope(rising) * 4.8 > targets.BACKLOG_GROWTH
-    assert metering.slope(saw[:1]) == 0.0
+def test_a_sawing_backlog_does_not_grow_and_one_falling_behind_does() -> None:
+    times = [t / 5 + 0.07 for t in range(26)]  # 5 s of scrapes, out of phase with the flushes
+    saw = [BacklogSample(at=t, queued=int(1000 * ((t + 0.3) % 1.0)), written=0) for t in times]
+    behind = [BacklogSample(at=t, queued=int(1000 * ((t + 0.3) % 1.0) + 150 * t), written=0) for t in times]
+
+    def growth(samples: list[BacklogSample]) -> float:
+        return metering.backlog("s", 32, 1000.0, _watched(samples, 1, 1), drained=True).growth
+
+    assert abs(growth(saw)) < 100 < targets.BACKLOG_GROWTH < growth(behind)  # 150 records/s behind, over 5 s
+    assert metering.troughs(saw[:3]) == [] and metering.slope([(1.0, 5.0)]) == 0.0
 
 
 def test_the_writer_gauges_and_the_request_count_are_read_from_metrics() -> None:
