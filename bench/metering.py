@@ -15,10 +15,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import msgspec
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.model import BacklogSample, MeteringBacklog
-from bench.procs import http_call
+from bench.procs import ServiceError, http_call
 from bench.scenarios import METERING_INTERVAL
 
 WRITER = "UsageRecorder"
@@ -69,11 +70,14 @@ def scrape(port: int, token: str) -> Scrape:
     """One ``GET /metrics`` with the metrics token.
 
     Raises:
-        OSError: If the gateway does not answer 200.
+        ServiceError: If the gateway does not answer, or answers other than 200.
     """
-    status, body = http_call(port, "GET", "/metrics", headers={"authorization": f"Bearer {token}"}, timeout=5)
+    try:
+        status, body = http_call(port, "GET", "/metrics", headers={"authorization": f"Bearer {token}"}, timeout=5)
+    except OSError as error:
+        raise ServiceError(f"/metrics on port {port}: {type(error).__name__}: {error}") from None
     if status != 200:
-        raise OSError(f"/metrics answered {status}: {body[:200].decode(errors='replace')}")
+        raise ServiceError(f"/metrics on port {port} answered {status}: {body[:200].decode(errors='replace')}")
     return parse(body.decode())
 
 
@@ -109,7 +113,7 @@ class BacklogWatch:
         """Scrape once and keep the sample (a failed scrape is kept as an error)."""
         try:
             self.state.merge(scrape(self.port, self.token))
-        except OSError as error:
+        except ServiceError as error:
             self.errors.append(str(error))
             return
         at = time.monotonic() - self._began
@@ -124,7 +128,7 @@ class BacklogWatch:
             time.sleep(EVERY)
             try:
                 self.state.merge(scrape(self.port, self.token))
-            except OSError as error:
+            except ServiceError as error:
                 self.errors.append(str(error))
             if not sum(self.state.queued.values()):
                 return True
@@ -181,6 +185,7 @@ def backlog(scenario: str, clients: int, rps: float, watch: BacklogWatch, draine
         written=sum(watch.state.written.values()) - sum(watch.first.written.values()),
         dropped=sum(watch.state.dropped.values()),
         drained=drained,
+        failed_scrapes=len(watch.errors),
     )
 
 
@@ -192,14 +197,11 @@ def usage_rows(fastgw: Sequence[str], config: str) -> int:
         config: The config file.
 
     Raises:
-        subprocess.CalledProcessError: If the command fails.
+        ServiceError: If the command fails.
     """
-    import msgspec
-
-    out = subprocess.run(
-        [*fastgw, "usage", "--format", "json", "--by", "day", "--config", config],
-        capture_output=True,
-        check=True,
-        timeout=60,
-    ).stdout
+    command = [*fastgw, "usage", "--format", "json", "--by", "day", "--config", config]
+    try:
+        out = subprocess.run(command, capture_output=True, check=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError) as error:
+        raise ServiceError(f"fastgw usage failed: {error}") from None
     return sum(int(row["requests"]) for row in msgspec.json.decode(out))

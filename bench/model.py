@@ -162,6 +162,7 @@ class MeteringBacklog(msgspec.Struct, kw_only=True):
         written: Usage records written over the same span.
         dropped: Records the writer dropped (queue full), over the gateway's life.
         drained: Whether ``queued`` was back to 0 within a few flush intervals after the job.
+        failed_scrapes: Scrapes that got no answer (the samples skip them).
     """
 
     scenario: str
@@ -176,6 +177,7 @@ class MeteringBacklog(msgspec.Struct, kw_only=True):
     written: int
     dropped: int
     drained: bool
+    failed_scrapes: int = 0
 
 
 class UsageCheck(msgspec.Struct, kw_only=True):

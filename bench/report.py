@@ -231,7 +231,7 @@ def _metering(report: Report) -> list[str]:
                 str(m.peak),
                 f"{m.growth:+.0f}",
                 f"{m.written} / {m.served}" + ("" if m.drained else " (not drained)"),
-                str(m.dropped),
+                str(m.dropped) + (f" ({m.failed_scrapes} scrapes failed)" if m.failed_scrapes else ""),
             ]
             for m in report.metering
         ),

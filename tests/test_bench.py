@@ -464,6 +464,7 @@ def _watched(samples: list[BacklogSample], served: int, written: int) -> meterin
     the drained one (built without a gateway)."""
     watch = metering.BacklogWatch.__new__(metering.BacklogWatch)
     watch.samples = samples
+    watch.errors = []
     watch.first = metering.Scrape(written={"1": 100}, served=100)
     watch.state = metering.Scrape(queued={"1": 0}, written={"1": 100 + written}, dropped={"1": 0}, served=100 + served)
     return watch
@@ -767,7 +768,7 @@ def test_smoke_run_measures_positive_latencies_without_errors(tmp_path: Path) ->
     ((governed_rps),) = report.governed_throughput
     assert governed_rps.variant_row.rps > 0 and governed_rps.variant_row.errors == 0
     ((backlog),) = report.metering
-    assert backlog.samples and backlog.drained and backlog.dropped == 0
+    assert backlog.samples and backlog.drained and backlog.dropped == 0 and backlog.failed_scrapes == 0
     assert backlog.written == backlog.served >= governed_rps.variant_row.requests
     ((usage),) = report.usage
     assert usage.rows == usage.served > backlog.served
