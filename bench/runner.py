@@ -200,7 +200,7 @@ class Run:
         if status != "ok":
             _say(f"{name}: {status}")
             self.report.latency += [
-                LatencyRow(scenario=name, mode=m.name, protocol="http/1.1", gateway="fastgw", status=status)
+                LatencyRow(scenario=name, mode=m.name, protocol="http/1.1", gateway=endpoint.name, status=status)
                 for m in MODES
             ]
             scenario = SCENARIO_BY_NAME[name]
