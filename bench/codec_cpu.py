@@ -27,8 +27,7 @@ from bench.scenarios import MODE_BY_NAME, SCENARIO_BY_NAME, Mode, Scenario, prep
 from fastgw.canon.dialect import Dialect
 from fastgw.canon.tokens import count_request
 from fastgw.catalog import Catalog
-from fastgw.codecs import registry
-from fastgw.codecs.anthropic import inbound as anthropic_inbound
+from fastgw.codecs import passthrough, registry
 from fastgw.codecs.sse import SSEParser
 from fastgw.testing.fake_responses import OPENAI_RESPONSES
 from fastgw.testing.fake_upstream import _stream_script
@@ -70,7 +69,7 @@ def stages(case: Case) -> dict[str, Callable[[], Any]]:
     estimate = count_request(request)
     encoded = upstream.encode(request, model, info, estimate, {})
     out: dict[str, Callable[[], Any]] = {
-        "peek": lambda: anthropic_inbound.peek(case.body),
+        "peek": lambda: passthrough.peek(case.body),
         "decode": lambda: inbound.decode(case.body),
         "estimate": lambda: count_request(request),
         "encode": lambda: upstream.encode(request, model, info, estimate, {}),

@@ -56,23 +56,27 @@ class LatencyRow(msgspec.Struct, kw_only=True):
     cpu_ms: float | None = None
 
 
-class PooledRow(msgspec.Struct, kw_only=True):
-    """A pooled scenario beside its single-target twin: both through the same gateway, interleaved in one job.
+class TwinRow(msgspec.Struct, kw_only=True):
+    """A variant scenario (pooled or governed) beside its plain twin, interleaved in one job.
 
     Attributes:
-        scenario: The pooled scenario (e.g. ``anthropic-chat-pooled``).
-        twin: The single-target scenario it copies (e.g. ``anthropic-chat``).
+        scenario: The variant (e.g. ``anthropic-chat-pooled``, ``anthropic-chat-governed``).
+        twin: The plain scenario it copies (e.g. ``anthropic-chat``).
         mode: ``non-stream``, ``stream-50`` or ``stream-1000``.
         protocol: Client protocol to the gateway (both sides).
-        gateway: ``fastgw``.
+        gateway: The gateway the variant went through (``fastgw``; ``fastgw-governed`` for a governed variant,
+            whose twin went through ``fastgw``).
         status: ``ok``, or why there are no figures.
         twin_errors: Failed twin requests among the measured ones.
-        errors: Failed pooled requests.
+        errors: Failed variant requests.
         twin_total: Total time of the twin's requests.
-        pooled_total: Total time of the pooled scenario's requests.
-        delta: ``pooled_total`` minus ``twin_total``, statistic by statistic: what the pool and the fallbacks add.
-        paired: Per-round differences, pooled minus twin (sent in the same round, the direct request between them).
-        delta_ttft: Streams: pooled minus twin time to first content delta, statistic by statistic.
+        variant_total: Total time of the variant's requests.
+        delta: ``variant_total`` minus ``twin_total``, statistic by statistic: what the pool and the fallbacks, or
+            auth, limits and metering, add.
+        paired: Per-round differences, variant minus twin (sent in the same round, the direct request between them).
+        delta_ttft: Streams: variant minus twin time to first content delta, statistic by statistic.
+        twin_cpu_ms, cpu_ms: CPU time per request of the twin's and of the variant's gateway during the job, when
+            they are separate gateways (governed; a pooled variant shares its twin's gateway: None).
     """
 
     scenario: str
@@ -84,10 +88,12 @@ class PooledRow(msgspec.Struct, kw_only=True):
     twin_errors: int = 0
     errors: int = 0
     twin_total: Dist | None = None
-    pooled_total: Dist | None = None
+    variant_total: Dist | None = None
     delta: Dist | None = None
     paired: Dist | None = None
     delta_ttft: Dist | None = None
+    twin_cpu_ms: float | None = None
+    cpu_ms: float | None = None
 
 
 class ThroughputRow(msgspec.Struct, kw_only=True):
@@ -122,13 +128,64 @@ class ThroughputRow(msgspec.Struct, kw_only=True):
     error_kinds: dict[str, int] = {}
 
 
-class PooledThroughput(msgspec.Struct, kw_only=True):
-    """Closed-loop throughput of a pooled scenario and of its twin, measured one after the other (twin first)."""
+class TwinThroughput(msgspec.Struct, kw_only=True):
+    """Closed-loop throughput of a variant scenario and of its twin, measured one after the other (twin first)."""
 
     scenario: str
     twin: str
     twin_row: ThroughputRow
-    pooled_row: ThroughputRow
+    variant_row: ThroughputRow
+
+
+class BacklogSample(msgspec.Struct, frozen=True, kw_only=True):
+    """One scrape of the metering writer during a throughput job: seconds since the job started, records waiting
+    to be written (``queued``), and written so far (``written``), summed over the workers scraped."""
+
+    at: float
+    queued: int
+    written: int
+
+
+class MeteringBacklog(msgspec.Struct, kw_only=True):
+    """The governed gateway's metering writer during a closed-loop throughput job, and once the job was over.
+
+    Attributes:
+        scenario: The governed scenario driven.
+        clients: Concurrent clients.
+        rps: The job's throughput (successful requests per second in its measuring window).
+        samples: ``/metrics`` scrapes over the job (warm-up included).
+        start, end, peak: Backlog (records queued) at the first and last scrape, and its highest.
+        growth: Backlog growth over the job, records: the least-squares slope of the troughs (the lowest ``queued``
+            of each flush interval: what is left right after a flush) times the job's span. A writer that keeps up
+            saws between about 0 and one flush's worth, and its troughs stay near 0.
+        served: Requests the gateway counted (``fastgw_requests_total``) from the first scrape to the drained one.
+        written: Usage records written over the same span.
+        dropped: Records the writer dropped (queue full), over the gateway's life.
+        drained: Whether ``queued`` was back to 0 within a few flush intervals after the job.
+        failed_scrapes: Scrapes that got no answer (the samples skip them).
+    """
+
+    scenario: str
+    clients: int
+    rps: float
+    samples: list[BacklogSample]
+    start: int
+    end: int
+    peak: int
+    growth: float
+    served: int
+    written: int
+    dropped: int
+    drained: bool
+    failed_scrapes: int = 0
+
+
+class UsageCheck(msgspec.Struct, kw_only=True):
+    """After the governed gateway stopped: the requests it counted against the rows ``fastgw usage`` reports."""
+
+    gateway: str
+    served: int
+    rows: int
 
 
 class Growth(msgspec.Struct, kw_only=True):
@@ -204,9 +261,13 @@ class Report(msgspec.Struct, kw_only=True):
     workers: int
     scenarios: dict[str, str]
     latency: list[LatencyRow] = []
-    pooled: list[PooledRow] = []
+    pooled: list[TwinRow] = []
+    governed: list[TwinRow] = []
     throughput: list[ThroughputRow] = []
-    pooled_throughput: list[PooledThroughput] = []
+    pooled_throughput: list[TwinThroughput] = []
+    governed_throughput: list[TwinThroughput] = []
+    metering: list[MeteringBacklog] = []
+    usage: list[UsageCheck] = []
     memory: list[ProcessMemory] = []
     growth: list[Growth] = []
     peers: list[PeerInfo] = []

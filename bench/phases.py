@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from bench.driver import LoadGen
 from bench.jobs import LatencyJob, Protocol, Sample, Target, ThroughputJob
 from bench.memory import Watch
-from bench.model import Growth, LatencyRow, PooledRow, ThroughputRow
+from bench.model import Growth, LatencyRow, ThroughputRow, TwinRow
 from bench.procs import cpu_seconds, http_call
 from bench.scenarios import Prepared, Request
 from bench.stats import added, dist, gap_differences, gaps, p99_ms
@@ -52,12 +52,12 @@ def target(name: str, port: int, request: Request, protocol: Protocol = "http/1.
     )
 
 
-def probe(prepared: Prepared, upstream_port: int, gateway_port: int) -> str:
-    """Send the non-streaming request once each way (and a pooled scenario's twin request); ``ok``, or why the
-    scenario cannot be measured."""
+def probe(prepared: Prepared, upstream_port: int, gateway_port: int, twin_port: int | None = None) -> str:
+    """Send the non-streaming request once each way (and a variant's twin request, to ``twin_port`` if given, else
+    to the same gateway); ``ok``, or why the scenario cannot be measured."""
     calls = [(upstream_port, prepared.direct, "fake upstream"), (gateway_port, prepared.client, "gateway")]
     if prepared.twin is not None:
-        calls.append((gateway_port, prepared.twin, "gateway (twin)"))
+        calls.append((twin_port or gateway_port, prepared.twin, "gateway (twin)"))
     for port, request, who in calls:
         headers = {"content-type": "application/json", **dict(request.headers)}
         try:
@@ -77,31 +77,39 @@ def _ok(samples: list[Sample]) -> list[Sample]:
 
 @dataclass(frozen=True)
 class Latency:
-    """What one latency job measured: the scenario's row, the raw totals per series, and for a pooled scenario
-    its comparison with the twin."""
+    """What one latency job measured: the scenario's row, the raw totals per series, and for a variant scenario
+    (pooled, governed) its comparison with the twin."""
 
     row: LatencyRow
     raw: dict[str, list[int]]
-    pooled: PooledRow | None = None
+    twin: TwinRow | None = None
 
 
 def latency(
-    loadgen: LoadGen, prepared: Prepared, protocol: Protocol, gateway: Endpoint, upstream_port: int, budget: Budget
+    loadgen: LoadGen,
+    prepared: Prepared,
+    protocol: Protocol,
+    gateway: Endpoint,
+    upstream_port: int,
+    budget: Budget,
+    twin_gateway: Endpoint | None = None,
 ) -> Latency:
-    """Interleave direct and gateway requests at concurrency 1; the row, the raw totals per side and, for a pooled
+    """Interleave direct and gateway requests at concurrency 1; the row, the raw totals per side and, for a variant
     scenario, its comparison with the twin.
 
-    A pooled scenario's job has three targets, twin, direct, pooled: the load generator reverses the order every
-    other round, so twin and pooled each follow the direct request half the time and themselves the other half,
-    and neither is favoured by what the gateway did just before.
+    A variant's job has three targets, twin, direct, variant: the load generator reverses the order every other
+    round, so twin and variant each follow the direct request half the time and themselves the other half, and
+    neither is favoured by what the gateway did just before. The twin goes to ``twin_gateway`` (for a governed
+    variant, the ungoverned fastgw), else to ``gateway``; the CPU per request counts ``gateway``'s requests only.
     """
     mode = prepared.mode
     targets = [
         target("direct", upstream_port, prepared.direct),
         target(gateway.name, gateway.port, prepared.client, protocol),
     ]
+    twin_at = twin_gateway or gateway
     if prepared.twin is not None:
-        targets.insert(0, target(f"{gateway.name} twin", gateway.port, prepared.twin, protocol))
+        targets.insert(0, target(f"{twin_at.name} twin", twin_at.port, prepared.twin, protocol))
     job = LatencyJob(
         targets=targets,
         rounds=budget.rounds[mode.name],
@@ -109,18 +117,24 @@ def latency(
         max_seconds=budget.max_seconds,
         keep_content=mode.stream,
     )
-    cpu = cpu_seconds(gateway.pids)
+    apart = twin_at is not gateway and prepared.twin is not None
+    cpu, twin_cpu = cpu_seconds(gateway.pids), cpu_seconds(twin_at.pids) if apart else 0.0
     result = loadgen.latency(job)
     cpu = cpu_seconds(gateway.pids) - cpu
+    twin_cpu = cpu_seconds(twin_at.pids) - twin_cpu if apart else 0.0
     *twin, direct, through = result.samples
-    gateway_requests = result.requests * (len(targets) - 1) // len(targets)
-    row = _row(prepared, protocol, gateway.name, direct, through, cpu * 1000 / max(1, gateway_requests))
+    per_target = max(1, result.requests // len(targets))
+    gateway_requests = per_target * (len(targets) - 1 - apart)
+    row = _row(prepared, protocol, gateway.name, direct, through, cpu * 1000 / gateway_requests)
     raw = {"direct": [s.total for s in _ok(direct)], f"{gateway.name} {protocol}": [s.total for s in _ok(through)]}
     if not twin:
         return Latency(row, raw)
     assert prepared.scenario.twin is not None
-    raw[f"{gateway.name} {protocol}, twin {prepared.scenario.twin}"] = [s.total for s in _ok(twin[0])]
-    return Latency(row, raw, _pooled_row(prepared, protocol, gateway.name, twin[0], through))
+    raw[f"{twin_at.name} {protocol}, twin {prepared.scenario.twin}"] = [s.total for s in _ok(twin[0])]
+    compared = twin_row(prepared, protocol, gateway.name, twin[0], through)
+    if apart:
+        compared.cpu_ms, compared.twin_cpu_ms = row.cpu_ms, twin_cpu * 1000 / per_target
+    return Latency(row, raw, compared)
 
 
 def _row(
@@ -154,30 +168,31 @@ def _row(
     return row
 
 
-def _pooled_row(
-    prepared: Prepared, protocol: Protocol, gateway: str, twin: list[Sample], pooled: list[Sample]
-) -> PooledRow:
-    """The pooled scenario against its twin, both through ``gateway`` in the same job."""
-    twin_ok, pooled_ok = _ok(twin), _ok(pooled)
+def twin_row(
+    prepared: Prepared, protocol: Protocol, gateway: str, twin: list[Sample], variant: list[Sample]
+) -> TwinRow:
+    """A variant scenario (through ``gateway``) against its twin, in the same job."""
+    twin_ok, variant_ok = _ok(twin), _ok(variant)
     assert prepared.scenario.twin is not None
-    row = PooledRow(
+    row = TwinRow(
         scenario=prepared.scenario.name,
         twin=prepared.scenario.twin,
         mode=prepared.mode.name,
         protocol=protocol,
         gateway=gateway,
         twin_errors=len(twin) - len(twin_ok),
-        errors=len(pooled) - len(pooled_ok),
+        errors=len(variant) - len(variant_ok),
         twin_total=dist([s.total for s in twin_ok]),
-        pooled_total=dist([s.total for s in pooled_ok]),
-        paired=dist([p.total - t.total for t, p in zip(twin, pooled, strict=True) if t.ok and p.ok]),
+        variant_total=dist([s.total for s in variant_ok]),
+        paired=dist([v.total - t.total for t, v in zip(twin, variant, strict=True) if t.ok and v.ok]),
     )
-    row.delta = added(row.pooled_total, row.twin_total)
+    row.delta = added(row.variant_total, row.twin_total)
     if prepared.mode.stream:
-        row.delta_ttft = added(dist([s.ttft for s in pooled_ok]), dist([s.ttft for s in twin_ok]))
-    if not twin_ok or not pooled_ok:
-        kinds = sorted({s.error for s in (*twin, *pooled) if not s.ok})
-        row.status = f"failed: every {'twin' if not twin_ok else 'pooled'} request failed ({', '.join(kinds)})"
+        row.delta_ttft = added(dist([s.ttft for s in variant_ok]), dist([s.ttft for s in twin_ok]))
+    if not twin_ok or not variant_ok:
+        kinds = sorted({s.error for s in (*twin, *variant) if not s.ok})
+        which = "twin" if not twin_ok else prepared.scenario.variant or "variant"
+        row.status = f"failed: every {which} request failed ({', '.join(kinds)})"
     return row
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import msgspec
 
-from bench.model import LatencyRow, Report
+from bench import metering
+from bench.model import LatencyRow, Report, TwinRow, TwinThroughput
 from bench.stats import Dist
 
 _MARK = {"pass": "pass", "fail": "**FAIL**", "n/a": "n/a"}
@@ -112,36 +113,46 @@ def _streams(rows: list[LatencyRow]) -> list[str]:
     return _table(header, body)
 
 
-def _pooled(report: Report) -> list[str]:
-    """The pooled scenarios beside their single-target twins (nothing when none was selected)."""
-    if not report.pooled:
+POOLED_INTRO = (
+    "Pooled: a route to a 3-key pool (round-robin) with 2 fallback levels; twin: the same request (model name aside) "
+    "to one provider with one key and no fallback. Both through the same gateway, interleaved in one job (twin, "
+    "direct, pooled; reversed every other round)."
+)
+GOVERNED_INTRO = (
+    "Governed: the twin's very request with a gateway key (in a team; key, team and org each with rpm, tpm, "
+    "concurrency, day and month budgets and model, path and IP allowlists, all far above the run) sent to a second "
+    "fastgw with the metering writer on; twin: the same request to the main fastgw (no key, no limits, metering "
+    "off). Same routes, providers, prices and worker count; interleaved in one job (twin, direct, governed; reversed "
+    "every other round)."
+)
+_COMMON = (
+    " Total time in ms; Δ = {v} minus twin, statistic by statistic; paired Δ p50 = median of the per-round differences."
+)
+
+
+def _twins(title: str, intro: str, variant: str, rows: list[TwinRow], throughput: list[TwinThroughput]) -> list[str]:
+    """Variant scenarios (``variant``: pooled, governed) beside their twins (nothing when none was selected)."""
+    if not rows:
         return []
-    lines = [
-        "## Pooled route vs its single-target twin at concurrency 1",
-        "",
-        "Pooled: a route to a 3-key pool (round-robin) with 2 fallback levels; twin: the same request (model name "
-        "aside) to one provider with one key and no fallback. Both through the same gateway, interleaved in one job "
-        "(twin, direct, pooled; reversed every other round). Total time in ms; Δ = pooled minus twin, statistic by "
-        "statistic; paired Δ p50 = median of the per-round differences.",
-        "",
-    ]
+    lines = [f"## {title} at concurrency 1", "", intro + _COMMON.format(v=variant), ""]
+    cpu = any(r.cpu_ms is not None for r in rows)  # separate gateways: each side's CPU per request
     header = [
         "scenario",
         "mode",
         "protocol",
         "twin p50",
-        "pooled p50",
+        f"{variant} p50",
         "Δ p50",
         "paired Δ p50",
         "twin p95",
-        "pooled p95",
+        f"{variant} p95",
         "Δ p95",
         "Δ TTFT p50",
-        "errors twin/pooled",
+        f"errors twin/{variant}",
         "n",
-    ]
+    ] + ([f"CPU/req twin/{variant}"] if cpu else [])
     body = []
-    for r in report.pooled:
+    for r in rows:
         lead = [r.scenario, r.mode, r.protocol]
         if r.status != "ok" or r.delta is None:
             body.append(lead + [r.status] + [""] * (len(header) - len(lead) - 1))
@@ -150,37 +161,87 @@ def _pooled(report: Report) -> list[str]:
             lead
             + [
                 _p(r.twin_total, "p50"),
-                _p(r.pooled_total, "p50"),
+                _p(r.variant_total, "p50"),
                 _p(r.delta, "p50", 3),
                 _p(r.paired, "p50", 3),
                 _p(r.twin_total, "p95"),
-                _p(r.pooled_total, "p95"),
+                _p(r.variant_total, "p95"),
                 _p(r.delta, "p95", 3),
                 _p(r.delta_ttft, "p50", 3),
                 f"{r.twin_errors}/{r.errors}",
                 str(r.delta.n),
             ]
+            + ([f"{_ms(r.twin_cpu_ms, 3)} / {_ms(r.cpu_ms, 3)}"] if cpu else [])
         )
     lines += _table(header, body)
-    if report.pooled_throughput:
-        header = ["scenario", "twin", "clients", "twin req/s", "pooled req/s", "pooled / twin", "CPU/req twin/pooled"]
-        rows = []
-        for t in report.pooled_throughput:
-            twin, pooled = t.twin_row, t.pooled_row
-            ratio = f"{pooled.rps / twin.rps:.3f}" if twin.rps else "-"
-            rows.append(
+    if throughput:
+        header = [
+            "scenario",
+            "twin",
+            "clients",
+            "twin req/s",
+            f"{variant} req/s",
+            f"{variant} / twin",
+            f"CPU/req twin/{variant}",
+        ]
+        table = []
+        for t in throughput:
+            twin, other = t.twin_row, t.variant_row
+            ratio = f"{other.rps / twin.rps:.3f}" if twin.rps else "-"
+            table.append(
                 [
                     t.scenario,
                     t.twin,
-                    str(pooled.clients),
+                    str(other.clients),
                     f"{twin.rps:.0f}" + (f" ({twin.errors} errors)" if twin.errors else ""),
-                    f"{pooled.rps:.0f}" + (f" ({pooled.errors} errors)" if pooled.errors else ""),
+                    f"{other.rps:.0f}" + (f" ({other.errors} errors)" if other.errors else ""),
                     ratio,
-                    f"{_ms(twin.cpu_ms, 3)} / {_ms(pooled.cpu_ms, 3)}",
+                    f"{_ms(twin.cpu_ms, 3)} / {_ms(other.cpu_ms, 3)}",
                 ]
             )
-        lines += ["Throughput, non-streaming, HTTP/1.1, closed loop (twin measured first, then pooled):", ""]
-        lines += _table(header, rows)
+        lines += [f"Throughput, non-streaming, HTTP/1.1, closed loop (twin measured first, then {variant}):", ""]
+        lines += _table(header, table)
+    return lines
+
+
+def _metering(report: Report) -> list[str]:
+    """The governed gateway's metering writer under load, and its usage rows after the run."""
+    if not report.metering and not report.usage:
+        return []
+    lines = [
+        "## Metering writer under load (governed gateway)",
+        "",
+        'Records queued for the writer, scraped from `/metrics` (`fastgw_recorder{recorder="UsageRecorder"}`) '
+        f"every {metering.EVERY:g} s over the closed-loop job, warm-up included; growth = least-squares slope of the "
+        "troughs (the lowest backlog of each flush interval: what a flush left) times the job's span, so a writer "
+        "that keeps up, sawing between about 0 and one flush's worth, grows by about 0; "
+        "written / served: usage records written and requests the gateway counted from the first scrape until the "
+        "backlog was back to 0.",
+        "",
+    ]
+    lines += _table(
+        ["scenario", "clients", "req/s", "backlog start", "end", "peak", "growth", "written / served", "dropped"],
+        (
+            [
+                m.scenario,
+                str(m.clients),
+                f"{m.rps:.0f}",
+                str(m.start),
+                str(m.end),
+                str(m.peak),
+                f"{m.growth:+.0f}",
+                f"{m.written} / {m.served}" + ("" if m.drained else " (not drained)"),
+                str(m.dropped) + (f" ({m.failed_scrapes} scrapes failed)" if m.failed_scrapes else ""),
+            ]
+            for m in report.metering
+        ),
+    )
+    for u in report.usage:
+        lines += [
+            f"After {u.gateway} stopped: `fastgw usage` counts {u.rows} requests; the gateway served {u.served} "
+            f"({'equal' if u.rows == u.served else '**not equal**'}).",
+            "",
+        ]
     return lines
 
 
@@ -219,7 +280,17 @@ def markdown(report: Report) -> str:
     lines += _plain([r for r in report.latency if r.mode == "non-stream"])
     lines += ["## Streaming at concurrency 1", ""]
     lines += _streams([r for r in report.latency if r.mode != "non-stream"])
-    lines += _pooled(report)
+    lines += _twins(
+        "Pooled route vs its single-target twin", POOLED_INTRO, "pooled", report.pooled, report.pooled_throughput
+    )
+    lines += _twins(
+        "Governed path vs the ungoverned twin",
+        GOVERNED_INTRO,
+        "governed",
+        report.governed,
+        report.governed_throughput,
+    )
+    lines += _metering(report)
     lines += ["## Throughput (non-streaming headline request, closed loop)", ""]
     header = [
         "target",

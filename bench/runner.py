@@ -1,10 +1,12 @@
 """One bench run from start to report: services up, phases in order, everything down, files written.
 
-Order: fake upstream and load generators; fastgw (``--workers``) with its idle memory; probe every selected
+Order: fake upstream and load generators; fastgw (``--workers``) with its idle memory, and when a governed scenario
+is selected a second, governed fastgw (``fastgw-governed``: gateway key, limits, metering); probe every selected
 scenario; latency at concurrency 1 for each served scenario, mode and protocol (direct requests interleaved, and a
-pooled scenario's twin too); throughput of the upstream itself and of fastgw, then of each pooled scenario and its
-twin; memory growth over 1,000-event streams; optionally fastgw again with the other worker count; then each peer
-alone, measured the same way on the headline scenario.
+variant scenario's twin too); throughput of the upstream itself and of fastgw, then of each variant scenario and its
+twin (the governed one with its metering backlog watched); memory growth over 1,000-event streams; the governed
+gateway's usage rows against the requests it served; optionally fastgw again with the other worker count; then each
+peer alone, measured the same way on the headline scenario.
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ from __future__ import annotations
 import time
 from collections.abc import Collection
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bench import phases
+from bench import metering, phases
 from bench.driver import LoadGen, LoadGenError
 from bench.fixtures import Bodies
 from bench.jobs import Protocol
@@ -25,15 +27,27 @@ from bench.model import (
     LatencyRow,
     LoadgenInfo,
     PeerInfo,
-    PooledRow,
-    PooledThroughput,
     Report,
     ThroughputRow,
+    TwinRow,
+    TwinThroughput,
+    UsageCheck,
 )
 from bench.peers import PeerSpec
 from bench.procs import Service, ServiceError, tree
-from bench.scenarios import HEADLINE, MODE_BY_NAME, MODES, SCENARIO_BY_NAME, NotServed, Prepared, prepare
-from bench.services import start_fake, start_gateway, start_peer
+from bench.scenarios import (
+    HEADLINE,
+    MODE_BY_NAME,
+    MODES,
+    SCENARIO_BY_NAME,
+    NotServed,
+    Prepared,
+    Request,
+    Variant,
+    prepare,
+    with_key,
+)
+from bench.services import Gateway, fastgw_command, start_fake, start_gateway, start_peer
 
 Raw = dict[str, dict[str, dict[str, list[int]]]]
 """Plot data: scenario -> mode -> series label -> total times (ns)."""
@@ -88,6 +102,7 @@ class Run:
         self.loadgen = LoadGen(options.loadgen_processes, options.folder / "loadgen.log")
         stack.callback(self.loadgen.close)
         self.prepared: dict[tuple[str, str], Prepared] = {}
+        self.governed: tuple[Gateway, phases.Endpoint] | None = None
         for name in options.scenarios:
             try:
                 for mode in MODES:
@@ -115,8 +130,20 @@ class Run:
         for service in self.live:
             service.check_alive()
 
-    def _latency(self, prepared: Prepared, protocol: Protocol, endpoint: phases.Endpoint) -> None:
-        measured = phases.latency(self.loadgen, prepared, protocol, endpoint, self.upstream_port, self.options.budget)
+    def _twins(self, variant: Variant | None) -> list[TwinRow]:
+        """The report's rows of ``variant`` scenarios beside their twins."""
+        return self.report.governed if variant == "governed" else self.report.pooled
+
+    def _latency(
+        self,
+        prepared: Prepared,
+        protocol: Protocol,
+        endpoint: phases.Endpoint,
+        twin_endpoint: phases.Endpoint | None = None,
+    ) -> None:
+        measured = phases.latency(
+            self.loadgen, prepared, protocol, endpoint, self.upstream_port, self.options.budget, twin_endpoint
+        )
         self._check()
         row = measured.row
         self.report.latency.append(row)
@@ -124,10 +151,10 @@ class Run:
         for label, values in measured.raw.items():
             series.setdefault(label, []).extend(values)
         added = f"{row.added.p50:.3f} ms" if row.added else "-"
-        pooled = measured.pooled
-        if pooled is not None:
-            self.report.pooled.append(pooled)
-            added += f", over twin {pooled.delta.p50:+.3f} ms" if pooled.delta else ""
+        twin = measured.twin
+        if twin is not None:
+            self._twins(prepared.scenario.variant).append(twin)
+            added += f", over twin {twin.delta.p50:+.3f} ms" if twin.delta else ""
         _say(f"{endpoint.name} {prepared.scenario.name} {prepared.mode.name} {protocol}: added p50 {added}")
 
     def _throughput(self, endpoint: phases.Endpoint, protocol: Protocol, clients: int, workers: int) -> ThroughputRow:
@@ -146,39 +173,53 @@ class Run:
         return row
 
     def _gateway(
-        self, workers: int, dialects: set[str], label: str, pooled: Collection[str] = ()
-    ) -> tuple[Service, phases.Endpoint]:
-        service, port = start_gateway(self.options.folder, self.upstream_port, workers, dialects, label, pooled)
-        self._started(service)
-        self.watch.add(label, service.pid)
-        endpoint = phases.Endpoint(label, port, tree(service.pid))
-        _say(f"{label} up on port {port} with {workers} worker(s), processes {endpoint.pids}")
-        return service, endpoint
+        self, workers: int, dialects: set[str], label: str, pooled: Collection[str] = (), governed: bool = False
+    ) -> tuple[Gateway, phases.Endpoint]:
+        gateway = start_gateway(self.options.folder, self.upstream_port, workers, dialects, label, pooled, governed)
+        self._started(gateway.service)
+        self.watch.add(label, gateway.service.pid)
+        endpoint = phases.Endpoint(label, gateway.port, tree(gateway.service.pid))
+        _say(f"{label} up on port {gateway.port} with {workers} worker(s), processes {endpoint.pids}")
+        return gateway, endpoint
 
-    def _scenario(self, name: str, endpoint: phases.Endpoint) -> None:
+    def _endpoints(self, name: str, main: phases.Endpoint) -> tuple[phases.Endpoint, phases.Endpoint | None]:
+        """Where scenario ``name`` goes, and where its twin goes if elsewhere (a governed scenario: governed
+        gateway, twin on the main one)."""
+        if SCENARIO_BY_NAME[name].variant == "governed" and self.governed is not None:
+            return self.governed[1], main
+        return main, None
+
+    def _scenario(self, name: str, main: phases.Endpoint) -> None:
         """Probe one scenario, then measure it in every mode and protocol (or record why not)."""
         status = self.report.scenarios[name]
+        endpoint, twin_endpoint = self._endpoints(name, main)
         if status == "ok":
-            status = phases.probe(self.prepared[(name, "non-stream")], self.upstream_port, endpoint.port)
+            twin_port = twin_endpoint.port if twin_endpoint else None
+            status = phases.probe(self.prepared[(name, "non-stream")], self.upstream_port, endpoint.port, twin_port)
             self.report.scenarios[name] = status
         if status != "ok":
             _say(f"{name}: {status}")
             self.report.latency += [
-                LatencyRow(scenario=name, mode=m.name, protocol="http/1.1", gateway="fastgw", status=status)
+                LatencyRow(scenario=name, mode=m.name, protocol="http/1.1", gateway=endpoint.name, status=status)
                 for m in MODES
             ]
-            twin = SCENARIO_BY_NAME[name].twin
-            if twin is not None:
-                self.report.pooled += [
-                    PooledRow(
-                        scenario=name, twin=twin, mode=m.name, protocol="http/1.1", gateway="fastgw", status=status
+            scenario = SCENARIO_BY_NAME[name]
+            if scenario.twin is not None:
+                self._twins(scenario.variant).extend(
+                    TwinRow(
+                        scenario=name,
+                        twin=scenario.twin,
+                        mode=m.name,
+                        protocol="http/1.1",
+                        gateway=endpoint.name,
+                        status=status,
                     )
                     for m in MODES
-                ]
+                )
             return
         for protocol in self.options.protocols:
             for mode in MODES:
-                self._latency(self.prepared[(name, mode.name)], protocol, endpoint)
+                self._latency(self.prepared[(name, mode.name)], protocol, endpoint, twin_endpoint)
 
     def _capacity(self, endpoint: phases.Endpoint) -> None:
         """Throughput of the fake upstream itself and of fastgw at each client count; keeps the worst ratio."""
@@ -195,36 +236,85 @@ class Run:
                 )
         self.report.capacity = worst
 
-    def _pooled_throughput(self, endpoint: phases.Endpoint) -> None:
-        """Each measured pooled scenario and its twin at the smallest client count over HTTP/1.1, twin first."""
+    def _twin_throughput(self, main: phases.Endpoint) -> None:
+        """Each measured variant scenario and its twin at the smallest client count over HTTP/1.1, twin first; the
+        governed gateway's metering writer is watched while its variant runs."""
         clients = min(self.options.clients)
         for name in self.options.scenarios:
-            twin = SCENARIO_BY_NAME[name].twin
-            if twin is None or self.report.scenarios[name] != "ok":
+            scenario = SCENARIO_BY_NAME[name]
+            if scenario.twin is None or self.report.scenarios[name] != "ok":
                 continue
+            endpoint, twin_endpoint = self._endpoints(name, main)
             prepared = self.prepared[(name, "non-stream")]
             assert prepared.twin is not None
-            rows = []
-            for label, request in ((twin, prepared.twin), (name, prepared.client)):
-                row = phases.throughput(
-                    self.loadgen, endpoint, request, "http/1.1", clients, self.options.workers, self.options.budget
+            twin_row = self._one_throughput(twin_endpoint or endpoint, scenario.twin, prepared.twin, clients)
+            if scenario.variant == "governed" and self.governed is not None:
+                gateway = self.governed[0]
+                assert gateway.metrics_token is not None
+                with metering.BacklogWatch(gateway.port, gateway.metrics_token) as watch:
+                    row = self._one_throughput(endpoint, name, prepared.client, clients)
+                drained = watch.drain()
+                backlog = metering.backlog(name, clients, row.rps, watch, drained)
+                self.report.metering.append(backlog)
+                _say(
+                    f"{endpoint.name} metering x{clients}: backlog {backlog.start} -> {backlog.end} (peak "
+                    f"{backlog.peak}, growth {backlog.growth:+.0f}), {backlog.written} written / {backlog.served} "
+                    f"served, {'drained' if drained else 'NOT drained'}"
                 )
-                self._check()
-                rows.append(row)
-                _say(f"{endpoint.name} {label} http/1.1 x{clients}: {row.rps:.0f} req/s, {row.errors} errors")
-            self.report.pooled_throughput.append(
-                PooledThroughput(scenario=name, twin=twin, twin_row=rows[0], pooled_row=rows[1])
+            else:
+                row = self._one_throughput(endpoint, name, prepared.client, clients)
+            self._twins_throughput(scenario.variant).append(
+                TwinThroughput(scenario=name, twin=scenario.twin, twin_row=twin_row, variant_row=row)
             )
 
+    def _twins_throughput(self, variant: Variant | None) -> list[TwinThroughput]:
+        return self.report.governed_throughput if variant == "governed" else self.report.pooled_throughput
+
+    def _one_throughput(self, endpoint: phases.Endpoint, label: str, request: Request, clients: int) -> ThroughputRow:
+        row = phases.throughput(
+            self.loadgen, endpoint, request, "http/1.1", clients, self.options.workers, self.options.budget
+        )
+        self._check()
+        _say(f"{endpoint.name} {label} http/1.1 x{clients}: {row.rps:.0f} req/s, {row.errors} errors")
+        return row
+
+    def _start_governed(self, dialects: set[str], pooled: Collection[str]) -> None:
+        """Start the governed gateway (same routes as the main one) when a governed scenario is selected, and put
+        its gateway key in the governed scenarios' requests."""
+        if not any(SCENARIO_BY_NAME[n].variant == "governed" for n in self.options.scenarios):
+            return
+        gateway, endpoint = self._gateway(self.options.workers, dialects, "fastgw-governed", pooled, governed=True)
+        assert gateway.key is not None
+        self.governed = gateway, endpoint
+        for key, prepared in self.prepared.items():
+            if prepared.scenario.variant == "governed":
+                self.prepared[key] = replace(prepared, client=with_key(prepared.client, gateway.key))
+
+    def _stop_governed(self) -> None:
+        """Stop the governed gateway, then count its usage rows against the requests it served."""
+        if self.governed is None:
+            return
+        gateway, endpoint = self.governed
+        assert gateway.metrics_token is not None
+        time.sleep(metering.SETTLE)  # the other workers' request counters reach the shared view within a second
+        served = metering.scrape(gateway.port, gateway.metrics_token).served
+        self.report.memory += self.watch.finish(endpoint.name)
+        self._stopped(gateway.service)
+        rows = metering.usage_rows(fastgw_command(), str(gateway.config))
+        self.report.usage.append(UsageCheck(gateway=endpoint.name, served=served, rows=rows))
+        _say(f"{endpoint.name}: {rows} usage rows for {served} requests served")
+        self.governed = None
+
     def fastgw(self) -> None:
-        """Every fastgw phase on the main gateway."""
+        """Every fastgw phase on the main gateway, and the governed scenarios on the governed one."""
         dialects = {p.scenario.upstream for p in self.prepared.values()} | {"openai-chat"}
-        pooled = {p.scenario.upstream for p in self.prepared.values() if p.scenario.twin}
-        service, endpoint = self._gateway(self.options.workers, dialects, "fastgw", pooled)
+        pooled = {p.scenario.upstream for p in self.prepared.values() if p.scenario.variant == "pooled"}
+        gateway, endpoint = self._gateway(self.options.workers, dialects, "fastgw", pooled)
+        self._start_governed(dialects, pooled)
         for name in self.options.scenarios:
             self._scenario(name, endpoint)
         self._capacity(endpoint)
-        self._pooled_throughput(endpoint)
+        self._twin_throughput(endpoint)
         if "h2c" in self.options.protocols:
             self._throughput(endpoint, "h2c", min(self.options.clients), self.options.workers)
         growth = phases.growth(self.loadgen, self.headline("stream-1000"), endpoint, self.watch, self.options.budget)
@@ -232,7 +322,8 @@ class Run:
         self.report.growth.append(growth)
         _say(f"RSS growth over {growth.streams} sequential 1,000-event streams: {growth.growth_mib:+.2f} MiB")
         self.report.memory += self.watch.finish("fastgw")
-        self._stopped(service)
+        self._stopped(gateway.service)
+        self._stop_governed()
 
     def _floor(self) -> float | None:
         rows = [r for r in self.report.latency if r.scenario == HEADLINE and r.mode == "non-stream" and r.direct]
@@ -242,11 +333,11 @@ class Run:
         """The throughput phase again with the worker counts (1 and 2) the main gateway did not have."""
         for workers in sorted({1, 2} - {self.options.workers}):
             label = f"fastgw-{workers}w"
-            service, endpoint = self._gateway(workers, {"openai-chat"}, label)
+            gateway, endpoint = self._gateway(workers, {"openai-chat"}, label)
             for clients in self.options.clients:
                 self._throughput(endpoint, "http/1.1", clients, workers)
             self.report.memory += self.watch.finish(label)
-            self._stopped(service)
+            self._stopped(gateway.service)
 
     def peer(self, spec: PeerSpec) -> None:
         """Measure one peer on the headline scenario (HTTP/1.1), or record why it was skipped."""

@@ -13,13 +13,18 @@ A pooled scenario (``anthropic-chat-pooled``) is its single-target twin (``anthr
 of the model name, which routes it through a 3-key pool with two fallback levels instead of one provider with one
 key; everything else (path, headers, body, upstream, direct equivalent) is the twin's. The latency phase sends the
 twin's request in the same job, so the report can say what the pool and the fallbacks add.
+
+A governed scenario (``anthropic-chat-governed``) is its twin's very request (same model, body and upstream) with a
+gateway key in place of the bench key, sent to a second fastgw whose ``data_dir`` holds a team and a key with every
+limit set and whose config has org limits and the metering writer on (``gateway_config(governed=True)``); the twin
+goes to the main fastgw, which has no key, no limits and metering off. Both configs are otherwise the same.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -53,11 +58,15 @@ MODES = (
 MODE_BY_NAME = {mode.name: mode for mode in MODES}
 
 
+Variant = Literal["pooled", "governed"]
+
+
 @dataclass(frozen=True)
 class Scenario:
     """A client dialect on a gateway path, routed to an upstream dialect; ``source`` names the body it sends.
 
-    ``twin`` names the single-target scenario a pooled one copies (None: not pooled).
+    ``twin`` names the plain scenario a variant copies, and ``variant`` says how it differs (None: not a variant):
+    ``pooled`` (through a 3-key pool with fallbacks) or ``governed`` (with a gateway key, limits and metering).
     """
 
     name: str
@@ -66,11 +75,12 @@ class Scenario:
     upstream: str
     source: str
     twin: str | None = None
+    variant: Variant | None = None
 
 
-def pooled(twin: Scenario) -> Scenario:
-    """``twin`` routed through the pooled route of its upstream dialect (see the module docstring)."""
-    return replace(twin, name=f"{twin.name}-pooled", twin=twin.name)
+def variant(twin: Scenario, kind: Variant) -> Scenario:
+    """``twin`` as a pooled or governed variant (see the module docstring)."""
+    return replace(twin, name=f"{twin.name}-{kind}", twin=twin.name, variant=kind)
 
 
 SINGLE = (
@@ -80,10 +90,11 @@ SINGLE = (
     Scenario("responses-anthropic", "/v1/responses", "openai-responses", "anthropic", "codex"),
     Scenario("chat-anthropic", "/v1/chat/completions", "openai-chat", "anthropic", "claude-code"),
 )
-SCENARIOS = (*SINGLE, pooled(SINGLE[0]), pooled(SINGLE[1]))
+SCENARIOS = (*SINGLE, *(variant(SINGLE[i], kind) for kind in ("pooled", "governed") for i in (0, 1)))
 SCENARIO_BY_NAME = {scenario.name: scenario for scenario in SCENARIOS}
 HEADLINE = "anthropic-chat"
 HEADLINE_POOLED = "anthropic-chat-pooled"
+HEADLINE_GOVERNED = "anthropic-chat-governed"
 
 UPSTREAM_PATHS = {
     "openai-chat": "/v1/chat/completions",
@@ -118,12 +129,13 @@ class Prepared:
     client: Request
     direct: Request
     twin: Request | None = None
-    """A pooled scenario's twin request to the gateway (the same request, model name without ``pool-``)."""
+    """A variant's twin request to the gateway (the same request, model name without ``pool-``, bench key)."""
 
 
 def client_model(scenario: Scenario, mode: Mode) -> str:
     """The model name the client asks for, which routes it to the scenario's upstream with the mode's script."""
-    return (POOL_PREFIX if scenario.twin else "") + MODEL_PREFIXES[scenario.upstream] + mode.fake_model
+    prefix = POOL_PREFIX if scenario.variant == "pooled" else ""
+    return prefix + MODEL_PREFIXES[scenario.upstream] + mode.fake_model
 
 
 def client_headers(dialect: str, beta: str | None) -> tuple[tuple[str, str], ...]:
@@ -132,6 +144,12 @@ def client_headers(dialect: str, beta: str | None) -> tuple[tuple[str, str], ...
         headers = [("anthropic-version", ANTHROPIC_VERSION), ("x-api-key", BENCH_KEY)]
         return tuple(headers + ([("anthropic-beta", beta)] if beta else []))
     return (("authorization", f"Bearer {BENCH_KEY}"),)
+
+
+def with_key(request: Request, key: str) -> Request:
+    """``request`` carrying ``key`` where it carries the bench key (``x-api-key`` or ``authorization: Bearer``)."""
+    headers = tuple((name, value.replace(BENCH_KEY, key)) for name, value in request.headers)
+    return replace(request, headers=headers)
 
 
 def _codecs(client: str, upstream: str) -> tuple[Any, Any]:
@@ -216,7 +234,55 @@ def _provider(name: str, dialect: str, upstream: str, keys: Collection[str]) -> 
     return [f"[providers.{name}]", f'dialect = "{dialect}"', f'base_url = "{base}"', f"keys = [{keys_toml}]", ""]
 
 
-def gateway_config(port: int, upstream: str, dialects: set[str], pooled: Collection[str] = ()) -> str:
+FAKE_PRICES = ("fake-*", 3.0, 15.0)
+"""The fake models' prices (USD per million input and output tokens), in both gateways' configs: the governed one
+costs every request and charges its budgets; the ungoverned twin has the same catalog."""
+
+METERING_INTERVAL = 1.0
+"""The governed gateway's metering writer flushes at least this often (seconds; fastgw's default)."""
+GOVERNED_TEAM = "bench-team"
+GOVERNED_KEY_NAME = "bench-key"
+GOVERNED_MODELS = ("fake-*", "ant-fake-*", "resp-fake-*")
+GOVERNED_PATHS = ("/v1/*",)
+GOVERNED_IPS = ("127.0.0.0/8",)
+GOVERNED_LIMITS = {
+    "rpm": 1_000_000_000,
+    "tpm": 10**15,
+    "concurrency": 100_000,
+    "budget-day": 1e12,
+    "budget-month": 1e13,
+}
+"""The limits of every level (org in the config, team and key in the key store): far above what a run can reach,
+so none refuses a request, but set, so the limiter checks and charges each of them on every request."""
+
+
+def _rights_toml() -> list[str]:
+    lines = [f"{name.replace('-', '_')} = {value!r}" for name, value in GOVERNED_LIMITS.items()]
+    for name, values in (("models", GOVERNED_MODELS), ("paths", GOVERNED_PATHS), ("ips", GOVERNED_IPS)):
+        lines.append(f"{name} = {msgspec.json.encode(values).decode()}")  # a JSON array of strings is TOML
+    return lines
+
+
+def governance_commands(config: str) -> list[list[str]]:
+    """The ``fastgw`` command lines (after the program name) that create the governed gateway's team and key in the
+    ``data_dir`` of the config file ``config``; the last prints the key on its last line."""
+    rights = [f"--{name}={value!r}" for name, value in GOVERNED_LIMITS.items()]
+    rights += [f"--models={','.join(GOVERNED_MODELS)}", f"--paths={','.join(GOVERNED_PATHS)}"]
+    rights += [f"--ips={','.join(GOVERNED_IPS)}", f"--config={config}"]
+    return [
+        ["teams", "create", GOVERNED_TEAM, *rights],
+        ["keys", "create", f"--name={GOVERNED_KEY_NAME}", f"--team={GOVERNED_TEAM}", *rights],
+    ]
+
+
+def gateway_config(
+    port: int,
+    upstream: str,
+    dialects: set[str],
+    pooled: Collection[str] = (),
+    data_dir: str | None = None,
+    governed: bool = False,
+) -> str:
     """A fastgw TOML config serving every scenario whose upstream dialect is in ``dialects``.
 
     For each dialect in ``pooled`` it adds two providers on the same fake upstream, ``<provider>-pool`` (the 3
@@ -230,8 +296,19 @@ def gateway_config(port: int, upstream: str, dialects: set[str], pooled: Collect
         upstream: The fake upstream's root URL (``http://127.0.0.1:P``).
         dialects: Upstream dialects to configure providers for.
         pooled: Upstream dialects that also get the pooled route (each must be in ``dialects``).
+        data_dir: The gateway's state directory (None: fastgw's default).
+        governed: Org limits (``GOVERNED_LIMITS``) and allowlists, and the metering writer on; else neither (the
+            gateway keys are not in the config: ``governance_commands`` creates them in ``data_dir``).
     """
-    lines = [f'listen = "127.0.0.1:{port}"', ""]
+    lines = [f'listen = "127.0.0.1:{port}"']
+    if data_dir is not None:
+        lines.append(f"data_dir = {msgspec.json.encode(data_dir).decode()}")
+    glob, input_price, output_price = FAKE_PRICES
+    lines += ["", f'[models."{glob}"]', f"input_price = {input_price}", f"output_price = {output_price}", ""]
+    lines += ["[metering]", f"enabled = {'true' if governed else 'false'}"]
+    lines += [f"interval = {METERING_INTERVAL}", ""] if governed else [""]
+    if governed:
+        lines += ["[org]", *_rights_toml(), ""]
     for dialect in sorted(dialects):
         lines += _provider(PROVIDERS[dialect], dialect, upstream, [BENCH_KEY])
     for dialect in sorted(pooled):

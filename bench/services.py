@@ -6,14 +6,17 @@ prints its address, fastgw when ``/readyz`` says 200, a peer when it serves the 
 
 from __future__ import annotations
 
+import secrets
+import subprocess
 import sys
 import time
 from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.peers import PeerSpec, find_executable
-from bench.procs import Service, ServiceError, bench_path, free_port, http_call
-from bench.scenarios import Request, gateway_config
+from bench.procs import Service, ServiceError, bench_path, child_env, free_port, http_call
+from bench.scenarios import Request, gateway_config, governance_commands
 
 READY_TIMEOUT = 30.0
 PEER_READY_TIMEOUT = 120.0
@@ -40,25 +43,70 @@ def start_fake(folder: Path) -> tuple[Service, int]:
     return service, port
 
 
+@dataclass(frozen=True)
+class Gateway:
+    """A started fastgw: its process and port, its config file, and for a governed one the gateway key its requests
+    carry and the token of its ``/metrics``."""
+
+    service: Service
+    port: int
+    config: Path
+    key: str | None = None
+    metrics_token: str | None = None
+
+
+def fastgw_command() -> list[str]:
+    """The ``fastgw`` console script beside this interpreter when installed, else ``python -m fastgw.cli``."""
+    script = find_executable("fastgw")
+    return [script] if script else [sys.executable, "-m", "fastgw.cli"]
+
+
+def _govern(config: Path) -> str:
+    """Create the governed gateway's team and key with fastgw's own CLI; the key.
+
+    Raises:
+        ServiceError: If a command fails.
+    """
+    out = ""
+    for command in governance_commands(str(config)):
+        try:
+            out = subprocess.run(
+                [*fastgw_command(), *command], capture_output=True, text=True, check=True, timeout=60, env=child_env()
+            ).stdout
+        except subprocess.CalledProcessError as error:
+            raise ServiceError(f"fastgw {' '.join(command[:2])} failed: {error.stderr.strip()}") from None
+    return out.strip().splitlines()[-1]
+
+
 def start_gateway(
-    folder: Path, upstream_port: int, workers: int, dialects: set[str], label: str, pooled: Collection[str] = ()
-) -> tuple[Service, int]:
+    folder: Path,
+    upstream_port: int,
+    workers: int,
+    dialects: set[str],
+    label: str,
+    pooled: Collection[str] = (),
+    governed: bool = False,
+) -> Gateway:
     """Write a config for ``dialects`` (with the pooled routes of ``pooled``, see ``gateway_config``) and start
     ``fastgw serve`` with ``workers`` workers; wait for ``/readyz``.
 
-    The ``fastgw`` console script beside this interpreter is used when installed, else ``python -m fastgw.cli``.
+    Its state lives in ``<folder>/<label>-data``. A ``governed`` gateway has org limits and metering on in its
+    config, a team and a key with limits created in that directory by ``fastgw teams|keys create`` before it
+    starts, and a ``/metrics`` token; any other has no key and metering off.
 
     Raises:
-        ServiceError: If it exits or is not ready in time.
+        ServiceError: If a governance command fails, or the gateway exits or is not ready in time.
     """
     port = free_port()
     config = folder / f"{label}.toml"
-    config.write_text(gateway_config(port, f"http://127.0.0.1:{upstream_port}", dialects, pooled))
-    script = find_executable("fastgw")
-    argv = [script] if script else [sys.executable, "-m", "fastgw.cli"]
-    argv += ["serve", "--config", str(config)]
+    data_dir = str(folder / f"{label}-data")
+    config.write_text(gateway_config(port, f"http://127.0.0.1:{upstream_port}", dialects, pooled, data_dir, governed))
+    key = _govern(config) if governed else None
+    token = secrets.token_urlsafe(16) if governed else None
+    argv = [*fastgw_command(), "serve", "--config", str(config)]
     argv += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
-    service = Service(label, argv, folder / f"{label}.log")
+    env = {"FASTGW_METRICS_TOKEN": token} if token else None
+    service = Service(label, argv, folder / f"{label}.log", env)
     try:
         service.wait_http(port, "/readyz", READY_TIMEOUT)
         if workers > 1:  # every worker must be up, not just the first to answer
@@ -66,7 +114,7 @@ def start_gateway(
     except ServiceError:
         service.stop()
         raise
-    return service, port
+    return Gateway(service, port, config, key, token)
 
 
 def start_peer(spec: PeerSpec, folder: Path, upstream_port: int, workers: int, probe: Request) -> tuple[Service, int]:

@@ -14,27 +14,41 @@ import msgspec
 import pytest
 import trio
 
-from bench import phases, scenarios, targets
+from bench import metering, phases, scenarios, targets
 from bench import report as report_module
 from bench.fixtures import DEFAULT_FIXTURES, TARGET_BYTES, encoded_size, load_bodies, trim_to_size
 from bench.jobs import Sample
 from bench.memory import ProcessMemory
 from bench.model import (
+    BacklogSample,
     Capacity,
     Growth,
     LatencyRow,
     Machine,
     PeerInfo,
-    PooledRow,
-    PooledThroughput,
     Report,
     ThroughputRow,
+    TwinRow,
+    TwinThroughput,
+    UsageCheck,
 )
 from bench.peers import PRESETS, parse_peer
-from bench.scenarios import BENCH_KEY, MODES, POOL_KEYS, SCENARIO_BY_NAME, SCENARIOS, gateway_config, prepare
+from bench.scenarios import (
+    BENCH_KEY,
+    MODES,
+    POOL_KEYS,
+    SCENARIO_BY_NAME,
+    SCENARIOS,
+    gateway_config,
+    governance_commands,
+    prepare,
+    with_key,
+)
 from bench.stats import Dist, added, dist, gap_differences, percentile
 from bench.wire import EventKind, ProtocolError, ResponseParser, SSESplitter, classify
+from fastgw import cli
 from fastgw import config as config_module
+from fastgw.governance.keys import KeyStore
 from fastgw.route.table import RouteTable
 from fastgw.testing.fake_upstream import FakeUpstream
 from tests.conftest import Gateways
@@ -229,26 +243,32 @@ def test_trim_keeps_first_tools_and_caps_longest_texts_first() -> None:
 
 # --- pooled scenarios ------------------------------------------------------------------------------------------------
 
-POOLED = [scenario for scenario in SCENARIOS if scenario.twin is not None]
+POOLED = [scenario for scenario in SCENARIOS if scenario.variant == "pooled"]
+GOVERNED = [scenario for scenario in SCENARIOS if scenario.variant == "governed"]
 
 
-def test_the_pooled_scenarios_are_their_twins_but_for_the_model_name() -> None:
-    assert {s.name: s.twin for s in POOLED} == {
-        "anthropic-chat-pooled": "anthropic-chat",
-        "anthropic-passthrough-pooled": "anthropic-passthrough",
+@pytest.mark.parametrize(
+    ("kind", "headline", "prefix"),
+    [("pooled", scenarios.HEADLINE_POOLED, "pool-"), ("governed", scenarios.HEADLINE_GOVERNED, "")],
+)
+def test_a_variant_is_its_twin_but_for_the_model_name_or_the_key(kind: str, headline: str, prefix: str) -> None:
+    variants = [scenario for scenario in SCENARIOS if scenario.variant == kind]
+    assert {s.name: s.twin for s in variants} == {
+        f"anthropic-chat-{kind}": "anthropic-chat",
+        f"anthropic-passthrough-{kind}": "anthropic-passthrough",
     }
-    assert SCENARIO_BY_NAME[scenarios.HEADLINE_POOLED].twin == scenarios.HEADLINE
+    assert SCENARIO_BY_NAME[headline].twin == scenarios.HEADLINE
     bodies = load_bodies()
-    for scenario in POOLED:
+    for scenario in variants:
         assert scenario.twin is not None
         for mode in MODES:
-            pooled, twin = prepare(scenario, mode, bodies), prepare(SCENARIO_BY_NAME[scenario.twin], mode, bodies)
-            assert pooled.twin == twin.client and twin.twin is None
-            assert pooled.direct == twin.direct  # the same upstream request, so the same direct baseline
-            assert (pooled.client.path, pooled.client.headers) == (twin.client.path, twin.client.headers)
-            pooled_body, twin_body = msgspec.json.decode(pooled.client.body), msgspec.json.decode(twin.client.body)
-            assert pooled_body.pop("model") == "pool-" + twin_body.pop("model")
-            assert pooled_body == twin_body
+            variant, twin = prepare(scenario, mode, bodies), prepare(SCENARIO_BY_NAME[scenario.twin], mode, bodies)
+            assert variant.twin == twin.client and twin.twin is None
+            assert variant.direct == twin.direct  # the same upstream request, so the same direct baseline
+            assert (variant.client.path, variant.client.headers) == (twin.client.path, twin.client.headers)
+            variant_body, twin_body = msgspec.json.decode(variant.client.body), msgspec.json.decode(twin.client.body)
+            assert variant_body.pop("model") == prefix + twin_body.pop("model")
+            assert variant_body == twin_body
 
 
 def _config(dialects: set[str], pooled: set[str]) -> config_module.Config:
@@ -310,6 +330,90 @@ async def test_pooled_requests_rotate_over_the_three_keys(
             fake.keys.clear()
 
 
+# --- governed scenarios ----------------------------------------------------------------------------------------------
+
+
+def test_a_governed_request_carries_the_gateway_key_where_its_twin_carries_the_bench_key() -> None:
+    bodies = load_bodies()
+    for scenario in GOVERNED:
+        for mode in MODES:
+            twin = prepare(scenario, mode, bodies).client
+            keyed = with_key(twin, "fgw_test")  # what the run sends, once the CLI made the key
+            assert (keyed.path, keyed.body, len(keyed.headers)) == (twin.path, twin.body, len(twin.headers))
+            assert ("x-api-key", "fgw_test") in keyed.headers and BENCH_KEY not in repr(keyed.headers)
+    chat = prepare(SCENARIO_BY_NAME["chat-anthropic"], MODES[0], bodies).client
+    assert with_key(chat, "fgw_test").headers == (("authorization", "Bearer fgw_test"),)
+
+
+def _governed_configs(tmp_path: Path) -> tuple[config_module.Config, config_module.Config]:
+    dialects = {"openai-chat", "anthropic"}
+    twin = gateway_config(8080, "http://127.0.0.1:9", dialects, (), str(tmp_path / "twin"))
+    governed = gateway_config(8080, "http://127.0.0.1:9", dialects, (), str(tmp_path / "gov"), governed=True)
+    return (
+        config_module.from_mapping(tomllib.loads(twin), "bench"),
+        config_module.from_mapping(tomllib.loads(governed), "bench"),
+    )
+
+
+def _limits(rights: config_module.Rights) -> dict[str, Any]:
+    return {name.replace("_", "-"): getattr(rights, name) for name in ("rpm", "tpm", "concurrency")} | {
+        "budget-day": rights.budget_day,
+        "budget-month": rights.budget_month,
+    }
+
+
+def _governed_rights(rights: config_module.Rights) -> None:
+    assert _limits(rights) == scenarios.GOVERNED_LIMITS
+    assert (rights.models, rights.paths, rights.ips) == tuple(
+        list(values) for values in (scenarios.GOVERNED_MODELS, scenarios.GOVERNED_PATHS, scenarios.GOVERNED_IPS)
+    )
+
+
+def test_the_governed_config_has_org_limits_and_metering_and_its_twin_neither(tmp_path: Path) -> None:
+    twin, governed = _governed_configs(tmp_path)
+    assert twin.metering.enabled is False and twin.org == config_module.Rights() and twin.auth == "auto"
+    assert governed.metering.enabled is True
+    _governed_rights(governed.org)
+    assert (twin.data_dir, governed.data_dir) == (str(tmp_path / "twin"), str(tmp_path / "gov"))
+    # Nothing else differs: same providers, routes, prices (so the same catalog), timeouts.
+    assert msgspec.structs.replace(governed, org=twin.org, metering=twin.metering, data_dir=twin.data_dir) == twin
+    glob, input_price, output_price = scenarios.FAKE_PRICES
+    assert (twin.models[glob].input_price, twin.models[glob].output_price) == (input_price, output_price)
+
+
+async def test_the_governed_gateway_takes_only_its_key_checks_every_level_and_meters_every_request(
+    gateways: Gateways, nursery: trio.Nursery, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = FakeUpstream()
+    await nursery.start(fake.serve)
+    config_path = tmp_path / "governed.toml"
+    text = gateway_config(0, fake.base_url, {"openai-chat", "anthropic"}, (), str(tmp_path), governed=True)
+    config_path.write_text(text)
+    for command in governance_commands(str(config_path)):  # the real CLI, as the run calls it
+        assert cli.main(command) == 0
+    key = capsys.readouterr().out.strip().splitlines()[-1]
+    store = KeyStore(str(tmp_path))
+    ((team,),) = [store.teams()]
+    ((record,),) = [store.keys()]
+    assert (team.name, record.name, record.team) == (scenarios.GOVERNED_TEAM, scenarios.GOVERNED_KEY_NAME, team.name)
+    _governed_rights(team.rights)
+    _governed_rights(record.rights)
+    gateway = await gateways.start(config_module.load(str(config_path)))
+    runtime = gateway.app.runtime
+    bodies = load_bodies()
+    async with httpx.AsyncClient(timeout=30) as http:
+        for scenario in GOVERNED:
+            prepared = prepare(scenario, MODES[0], bodies)
+            for request, status in ((with_key(prepared.client, key), 200), (prepared.client, 401)):
+                headers = {"content-type": "application/json", **dict(request.headers)}
+                response = await http.post(gateway.url + request.path, content=request.body, headers=headers)
+                assert response.status_code == status, response.text
+    assert runtime.statistics().limiter.admitted == len(GOVERNED)  # org, team and key limits: one admission each
+    assert runtime.services.usage is not None
+    with trio.fail_after(10):
+        await runtime.services.usage.wait_written(2 * len(GOVERNED))  # served and refused requests alike
+
+
 def _sample(total_ms: float, ttft_ms: float = 0.0, ok: bool = True) -> Sample:
     ns = int(total_ms * 1_000_000)
     return Sample(ok, 200 if ok else 0, ns, int(ttft_ms * 1_000_000), ns, 0, [], "" if ok else "closed")
@@ -319,7 +423,7 @@ def test_pooled_row_subtracts_the_twin_and_pairs_rounds() -> None:
     prepared = prepare(SCENARIO_BY_NAME["anthropic-chat-pooled"], MODES[1], load_bodies())
     twin = [_sample(1.0, 0.5), _sample(2.0, 0.6), _sample(3.0, 0.7, ok=False)]
     pooled = [_sample(1.5, 0.5), _sample(2.0, 0.9), _sample(1.0, 0.1)]
-    row = phases._pooled_row(prepared, "http/1.1", "fastgw", twin, pooled)
+    row = phases.twin_row(prepared, "http/1.1", "fastgw", twin, pooled)
     assert (row.scenario, row.twin, row.mode, row.status) == (
         "anthropic-chat-pooled",
         "anthropic-chat",
@@ -327,8 +431,8 @@ def test_pooled_row_subtracts_the_twin_and_pairs_rounds() -> None:
         "ok",
     )
     assert (row.twin_errors, row.errors) == (1, 0)
-    assert row.twin_total is not None and row.pooled_total is not None and row.delta is not None
-    assert row.delta.p50 == pytest.approx(row.pooled_total.p50 - row.twin_total.p50) == pytest.approx(-0.0)
+    assert row.twin_total is not None and row.variant_total is not None and row.delta is not None
+    assert row.delta.p50 == pytest.approx(row.variant_total.p50 - row.twin_total.p50) == pytest.approx(-0.0)
     assert row.paired is not None and row.paired.n == 2  # the round with a failed twin request is dropped
     assert row.paired.p50 == pytest.approx(0.25)
     assert row.delta_ttft is not None and row.delta_ttft.p50 == pytest.approx(0.5 - 0.55)
@@ -353,6 +457,17 @@ def test_peer_parsing() -> None:
 
 def _dist(p50: float, p95: float, p99: float) -> Dist:
     return Dist(n=100, p50=p50, p95=p95, p99=p99, mean=p50)
+
+
+def _watched(samples: list[BacklogSample], served: int, written: int) -> metering.BacklogWatch:
+    """A watch that saw ``samples``, and ``served`` requests and ``written`` records between its first scrape and
+    the drained one (built without a gateway)."""
+    watch = metering.BacklogWatch.__new__(metering.BacklogWatch)
+    watch.samples = samples
+    watch.errors = []
+    watch.first = metering.Scrape(written={"1": 100}, served=100)
+    watch.state = metering.Scrape(queued={"1": 0}, written={"1": 100 + written}, dropped={"1": 0}, served=100 + served)
+    return watch
 
 
 def sample_report() -> Report:
@@ -394,18 +509,18 @@ def sample_report() -> Report:
         gateway="fastgw",
         status="n/a (not served yet: the gateway answers 404 for /v1/chat/completions)",
     )
-    pooled = PooledRow(
+    pooled = TwinRow(
         scenario="anthropic-chat-pooled",
         twin="anthropic-chat",
         mode="non-stream",
         protocol="http/1.1",
         gateway="fastgw",
         twin_total=_dist(1.2, 1.5, 1.9),
-        pooled_total=_dist(1.22, 1.6, 1.9),
+        variant_total=_dist(1.22, 1.6, 1.9),
         delta=_dist(0.02, 0.1, 0.0),
         paired=_dist(0.015, 0.2, 0.3),
     )
-    pooled_na = PooledRow(
+    pooled_na = TwinRow(
         scenario="anthropic-passthrough-pooled",
         twin="anthropic-passthrough",
         mode="non-stream",
@@ -418,6 +533,26 @@ def sample_report() -> Report:
     )
     pooled_rps = ThroughputRow(
         gateway="fastgw", workers=1, protocol="http/1.1", clients=32, rps=890, errors=0, requests=9
+    )
+    governed = TwinRow(
+        scenario="anthropic-chat-governed",
+        twin="anthropic-chat",
+        mode="non-stream",
+        protocol="http/1.1",
+        gateway="fastgw-governed",
+        twin_total=_dist(1.2, 1.5, 1.9),
+        variant_total=_dist(1.25, 1.6, 1.9),
+        delta=_dist(0.05, 0.1, 0.0),
+        paired=_dist(0.045, 0.2, 0.3),
+        twin_cpu_ms=1.1,
+        cpu_ms=1.25,
+    )
+    governed_rps = ThroughputRow(
+        gateway="fastgw-governed", workers=1, protocol="http/1.1", clients=32, rps=850, errors=0, requests=9
+    )
+    samples = [BacklogSample(at=t / 5, queued=(t % 5) * 170, written=t * 170) for t in range(25)]
+    backlog = metering.backlog(
+        "anthropic-chat-governed", 32, 850.0, _watched(samples, served=4000, written=4000), drained=True
     )
     throughput = [
         ThroughputRow(gateway="direct", workers=0, protocol="http/1.1", clients=32, rps=5000, errors=0, requests=9),
@@ -435,12 +570,20 @@ def sample_report() -> Report:
         scenarios={"anthropic-chat": "ok"},
         latency=[row, stream, peer, na],
         pooled=[pooled, pooled_na],
+        governed=[governed],
         throughput=throughput,
         pooled_throughput=[
-            PooledThroughput(
-                scenario="anthropic-chat-pooled", twin="anthropic-chat", twin_row=twin_rps, pooled_row=pooled_rps
+            TwinThroughput(
+                scenario="anthropic-chat-pooled", twin="anthropic-chat", twin_row=twin_rps, variant_row=pooled_rps
             )
         ],
+        governed_throughput=[
+            TwinThroughput(
+                scenario="anthropic-chat-governed", twin="anthropic-chat", twin_row=twin_rps, variant_row=governed_rps
+            )
+        ],
+        metering=[backlog],
+        usage=[UsageCheck(gateway="fastgw-governed", served=1234, rows=1234)],
         memory=[ProcessMemory(gateway="fastgw", pid=1, role="worker", idle_mib=40, peak_mib=60, hwm_mib=61)],
         growth=[Growth(gateway="fastgw", streams=10, errors=0, before_mib=60, after_mib=60.5, growth_mib=0.5)],
         peers=[PeerInfo(name="litellm", command="litellm ...", status="ok")],
@@ -466,6 +609,64 @@ def test_targets_are_evaluated_from_the_report() -> None:
     assert {t.name: t.measured for t in targets.evaluate(report)}[pooled] == "no data"
 
 
+def test_governed_targets_need_a_small_delta_and_a_writer_that_keeps_up() -> None:
+    governed = "Non-streaming p50 added by auth, limits and metering (governed minus ungoverned twin)"
+    backlog = "Metering backlog growth at c=32"
+    verdicts = {t.name: t for t in targets.evaluate(sample_report())}
+    assert verdicts[governed].verdict == "pass" and verdicts[governed].measured == "0.050 ms"
+    assert verdicts[backlog].verdict == "pass", verdicts[backlog].measured
+    assert "4000/4000 written/served" in verdicts[backlog].measured
+    for spoil in (
+        lambda r: setattr(r.governed[0], "delta", _dist(0.11, 0.1, 0.1)),
+        lambda r: setattr(r.metering[0], "growth", targets.BACKLOG_GROWTH + 1.0),
+        lambda r: setattr(r.metering[0], "drained", False),
+        lambda r: setattr(r.metering[0], "dropped", 1),
+        lambda r: setattr(r.metering[0], "written", 3999),
+        lambda r: setattr(r.usage[0], "rows", 1233),
+    ):
+        report = sample_report()
+        spoil(report)
+        failed = {t.name for t in targets.evaluate(report) if t.verdict == "fail"}
+        assert failed & {governed, backlog}, spoil
+    report = sample_report()
+    report.governed, report.metering, report.usage = [], [], []
+    assert {t.name: t.verdict for t in targets.evaluate(report)}[governed] == "n/a"
+    assert {t.name: t.verdict for t in targets.evaluate(report)}[backlog] == "n/a"
+
+
+def test_a_sawing_backlog_does_not_grow_and_one_falling_behind_does() -> None:
+    times = [t / 5 + 0.07 for t in range(26)]  # 5 s of scrapes, out of phase with the flushes
+    saw = [BacklogSample(at=t, queued=int(1000 * ((t + 0.3) % 1.0)), written=0) for t in times]
+    behind = [BacklogSample(at=t, queued=int(1000 * ((t + 0.3) % 1.0) + 150 * t), written=0) for t in times]
+
+    def growth(samples: list[BacklogSample]) -> float:
+        return metering.backlog("s", 32, 1000.0, _watched(samples, 1, 1), drained=True).growth
+
+    assert abs(growth(saw)) < 100 < targets.BACKLOG_GROWTH < growth(behind)  # 150 records/s behind, over 5 s
+    assert metering.troughs(saw[:3]) == [] and metering.slope([(1.0, 5.0)]) == 0.0
+
+
+def test_the_writer_gauges_and_the_request_count_are_read_from_metrics() -> None:
+    text = "\n".join(
+        [
+            "# TYPE fastgw_requests counter",
+            'fastgw_requests_total{client_dialect="anthropic",outcome="ok",route="fake-*"} 40.0',
+            'fastgw_requests_total{client_dialect="anthropic",outcome="rejected",route=""} 2.0',
+            "# TYPE fastgw_recorder gauge",
+            'fastgw_recorder{recorder="UsageRecorder",what="recorded",worker="7"} 30.0',
+            'fastgw_recorder{recorder="UsageRecorder",what="queued",worker="7"} 12.0',
+            'fastgw_recorder{recorder="UsageRecorder",what="dropped",worker="7"} 0.0',
+            'fastgw_recorder{recorder="MetricsRecorder",what="queued",worker="7"} 99.0',
+            "",
+        ]
+    )
+    scrape = metering.parse(text)
+    assert (scrape.served, scrape.queued, scrape.written, scrape.dropped) == (42, {"7": 12}, {"7": 30}, {"7": 0})
+    seen = metering.parse(text.replace('worker="7"', 'worker="8"').replace("12.0", "3.0"))
+    scrape.merge(seen)  # a scrape reaches one worker: each keeps its latest figures
+    assert scrape.queued == {"7": 12, "8": 3}
+
+
 def test_markdown_has_the_targets_table_and_json_round_trips(tmp_path: Path) -> None:
     report = sample_report()
     report.targets = targets.evaluate(report)
@@ -479,8 +680,17 @@ def test_markdown_has_the_targets_table_and_json_round_trips(tmp_path: Path) -> 
     assert "| anthropic-chat-pooled | non-stream | http/1.1 | 1.20 | 1.22 | 0.020 | 0.015 |" in text
     assert "| anthropic-chat-pooled | anthropic-chat | 32 | 900 | 890 | 0.989 |" in text
     assert "failed: gateway answered 500: boom" in text
+    assert "## Governed path vs the ungoverned twin" in text
+    assert "| anthropic-chat-governed | non-stream | http/1.1 | 1.20 | 1.25 | 0.050 | 0.045 |" in text
+    assert "| 0/0 | 100 | 1.100 / 1.250 |" in text  # separate gateways: each side's CPU per request
+    assert "| errors twin/pooled | n |\n" in text  # one gateway: no CPU split
+    assert "| anthropic-chat-governed | anthropic-chat | 32 | 900 | 850 | 0.944 |" in text
+    assert "## Metering writer under load" in text and "| 4000 / 4000 | 0 |" in text
+    assert "`fastgw usage` counts 1234 requests; the gateway served 1234 (equal)" in text
     report.pooled, report.pooled_throughput = [], []
-    assert "Pooled route" not in report_module.markdown(report)  # runs without a pooled scenario look as before
+    report.governed, report.governed_throughput, report.metering, report.usage = [], [], [], []
+    text = report_module.markdown(report)  # runs without a variant scenario look as before
+    assert "## Pooled" not in text and "## Governed" not in text and "## Metering" not in text
 
 
 # --- end to end ------------------------------------------------------------------------------------------------------
@@ -509,7 +719,7 @@ def test_smoke_run_measures_positive_latencies_without_errors(tmp_path: Path) ->
                 "--duration",
                 "0.3",
                 "--scenarios",
-                "anthropic-chat,anthropic-chat-pooled",
+                "anthropic-chat,anthropic-chat-pooled,anthropic-chat-governed",
                 "--protocols",
                 "http/1.1",
                 "--clients",
@@ -542,7 +752,25 @@ def test_smoke_run_measures_positive_latencies_without_errors(tmp_path: Path) ->
         assert (pooled.scenario, pooled.twin, pooled.status) == ("anthropic-chat-pooled", "anthropic-chat", "ok")
         assert pooled.twin_errors == 0 and pooled.errors == 0 and pooled.delta and pooled.paired
     ((pooled_rps),) = report.pooled_throughput
-    assert pooled_rps.twin_row.rps > 0 and pooled_rps.pooled_row.rps > 0
-    assert pooled_rps.twin_row.errors == 0 and pooled_rps.pooled_row.errors == 0
+    assert pooled_rps.twin_row.rps > 0 and pooled_rps.variant_row.rps > 0
+    assert pooled_rps.twin_row.errors == 0 and pooled_rps.variant_row.errors == 0
+    assert {(row.mode, row.protocol) for row in report.governed} == {(mode.name, "http/1.1") for mode in MODES}
+    for governed in report.governed:
+        assert (governed.scenario, governed.twin, governed.gateway, governed.status) == (
+            "anthropic-chat-governed",
+            "anthropic-chat",
+            "fastgw-governed",
+            "ok",
+        )
+        assert governed.twin_errors == 0 and governed.errors == 0 and governed.delta and governed.paired
+        assert governed.cpu_ms and governed.twin_cpu_ms  # two gateways: the CPU of each side
+    assert all(pooled.cpu_ms is None for pooled in report.pooled)  # one gateway: not split
+    ((governed_rps),) = report.governed_throughput
+    assert governed_rps.variant_row.rps > 0 and governed_rps.variant_row.errors == 0
+    ((backlog),) = report.metering
+    assert backlog.samples and backlog.drained and backlog.dropped == 0 and backlog.failed_scrapes == 0
+    assert backlog.written == backlog.served >= governed_rps.variant_row.requests
+    ((usage),) = report.usage
+    assert usage.rows == usage.served > backlog.served
     assert report.memory and all(m.peak_mib > 0 for m in report.memory)
     assert (folder / "report.md").read_text().startswith("# fastgw bench")
