@@ -15,6 +15,7 @@ Where the coming features plug in: ``identify`` (gateway keys, allowlists, limit
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import aclosing
@@ -149,16 +150,6 @@ class Pipeline:
             outcome.trace = services.tracing.begin(headers)
         reservation: Reservation | None = None
 
-        async def settle() -> None:
-            """Release the request's limits with what it used: before its last byte (a client's next request must
-            not find it still counted), or when it ends without one."""
-            nonlocal reservation
-            held, reservation = reservation, None
-            if held is not None:
-                usage = outcome.usage
-                used = None if usage is None else usage.total_input + usage.output_tokens
-                await services.limiter.settle(held, used, services.cost(outcome) or 0.0)
-
         try:
             outcome.client = client_kind(headers)
             outcome.project = headers.get("x-fastgw-project")
@@ -170,8 +161,9 @@ class Pipeline:
             reservation = await services.limiter.admit(
                 caller, plan.model, (plan.estimate or len(body) // 4) + plan.output_cap
             )
-            if reservation is not None:
-                out.before_end = settle
+            if reservation is not None and reservation.in_flight:
+                # before the last byte: a client's next request must not find this one still in flight
+                out.before_end = functools.partial(services.limiter.release, reservation)
             with trio.move_on_after(state.config.timeouts.total) as deadline:
                 await self._serve(state, plan, inbound, headers, body, out, outcome)
             if deadline.cancelled_caught:
@@ -192,7 +184,7 @@ class Pipeline:
             outcome.ttfb = None if out.first_byte_at is None else out.first_byte_at - arrived
             outcome.duration = trio.current_time() - arrived
             services.recorder.record(outcome)
-            if reservation is not None:
+            if reservation is not None:  # after the answer, off its latency: tokens corrected, spend added
                 usage = outcome.usage
                 used = None if usage is None else usage.total_input + usage.output_tokens
                 await services.limiter.settle(reservation, used, self._cost(state, outcome))

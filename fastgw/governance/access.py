@@ -63,6 +63,7 @@ class Access:
         self._now = now
         self._version = -1
         self._keys: dict[str, tuple[KeyRecord, tuple[Level, ...]]] = {}
+        self._digests: dict[str, str] = {}  # presented key -> its digest (``_digest``)
         self._teams = 0
         self._reloads = 0
         self.configure(config)
@@ -111,7 +112,7 @@ class Access:
             return Caller(address=address, levels=self._anonymous)
         if (presented := _presented(headers)) is None:
             raise AuthenticationFailed("a gateway key is required: send it as x-api-key or Authorization: Bearer")
-        found = self._keys.get(self._store.digest(presented)) if presented else None
+        found = self._keys.get(self._digest(presented)) if presented else None
         if found is None:
             raise AuthenticationFailed("invalid gateway key")
         record, levels = found
@@ -140,6 +141,19 @@ class Access:
                 raise PermissionDenied(
                     f"model {model!r} is not allowed for {level.name} (allowed: {', '.join(allowed)})", param="model"
                 )
+
+    def _digest(self, presented: str) -> str:
+        """The stored form of a presented key, remembered for the keys presented lately (an HMAC costs more than
+        the rest of ``authenticate``); unknown keys are not remembered, so a client sending random keys cannot
+        flush it."""
+        digest = self._digests.get(presented)
+        if digest is None:
+            digest = self._store.digest(presented)
+            if digest in self._keys:
+                if len(self._digests) >= 4096:
+                    self._digests.clear()
+                self._digests[presented] = digest
+        return digest
 
     def _client_address(self, headers: Mapping[str, str], peer: str | None) -> str | None:
         if peer is None or not self._proxies or not _inside(peer, self._proxies):

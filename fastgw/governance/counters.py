@@ -203,6 +203,10 @@ class Counters:
         self.map[at : at + self.slot] = key + bytes(self.slot - 16)
         return at + _HEAD.size
 
+    def expires(self, offset: int) -> float:
+        """When the record at payload ``offset`` stops mattering."""
+        return float(_EXPIRES.unpack_from(self.map, offset - 8)[0])
+
     def expire(self, offset: int, expires: float) -> None:
         """Set when the record at payload ``offset`` stops mattering."""
         _EXPIRES.pack_into(self.map, offset - 8, expires)

@@ -47,21 +47,23 @@ T = TypeVar("T")
 
 FILE = "limits-v1.counters"
 _IN_FLIGHT_FOR = 86400.0  # requests in flight keep a record for a day; a leaked count (never settled) ends with it
+_KEEP = 300.0  # a record outlives its last write by this much at least: an active key's is rewritten, not recreated
 
 # A level's record (``counters.Counters`` payload): rpm bucket (level, when), tpm bucket (level, when), spend of a
 # UTC day (day number, USD) and of a month (year * 12 + month - 1, USD), then requests in flight per process of the
 # process table: (generation & 0xFFFF) << 16 | count, so a count left by a dead process's predecessor is not read.
 _BUCKETS = struct.Struct("<8d")
-_FLIGHT = struct.Struct(f"<{PROCESSES}I")
-_PAYLOAD = _BUCKETS.size + _FLIGHT.size
+_WORD = struct.Struct("<I")  # one process's requests in flight, of PROCESSES after the buckets
+_PAYLOAD = _BUCKETS.size + PROCESSES * _WORD.size
 
 
-class Reservation(msgspec.Struct, frozen=True, kw_only=True):
-    """What ``admit`` took, for ``settle`` to correct: the checks it charged (their records) and the tokens
-    reserved."""
+class Reservation(msgspec.Struct, kw_only=True):
+    """What ``admit`` took, for ``release`` and ``settle`` to give back and correct: the checks it charged (their
+    records), the tokens reserved, and whether it still counts as a request in flight somewhere."""
 
     tokens: int
     checks: tuple[_Check, ...]
+    in_flight: bool  # a check counts concurrency, not released yet
 
 
 class LimiterStatistics(msgspec.Struct, frozen=True, kw_only=True):
@@ -82,9 +84,14 @@ class Limiter(Protocol):
         """
         ...
 
+    async def release(self, reservation: Reservation) -> None:
+        """The request's answer is about to end: it stops counting against concurrency limits (so the client's
+        next request never finds it still in flight). Cheap; ``settle`` does the rest."""
+        ...
+
     async def settle(self, reservation: Reservation, tokens: int | None, cost: float) -> None:
         """The request ended: correct the tokens to ``tokens`` (None: keep the reservation), release its
-        concurrency, add ``cost`` USD to the budgets."""
+        concurrency if ``release`` did not, add ``cost`` USD to the budgets."""
         ...
 
     def statistics(self) -> LimiterStatistics: ...
@@ -188,29 +195,36 @@ class SharedLimiter:
         self._admitted += 1
         return reservation
 
+    async def release(self, reservation: Reservation) -> None:
+        if reservation.in_flight:
+            reservation.in_flight = False
+            await self._run(self._release, reservation, self._now())
+
     async def settle(self, reservation: Reservation, tokens: int | None, cost: float) -> None:
-        await self._run(self._settle, reservation, tokens, cost, self._now())
         self._settled += 1
+        if (tokens is None or tokens == reservation.tokens) and not cost and not reservation.in_flight:
+            return  # nothing to correct, release or spend
+        await self._run(self._settle, reservation, tokens, cost, reservation.in_flight, self._now())
+        reservation.in_flight = False
 
     # -- transactions (under the lock)
 
-    def _in_flight(self, offset: int | None) -> tuple[list[int], int]:
-        """The record's per-process words and the requests in flight they add up to over the live processes."""
+    def _in_flight(self, offset: int | None) -> tuple[int, int]:
+        """This process's word of the record and the requests in flight of every live process."""
         if offset is None:
-            return [0] * PROCESSES, 0
-        words = list(_FLIGHT.unpack_from(self._counters.map, offset + _BUCKETS.size))
-        total = 0
-        for index, generation in self._counters.processes():
-            word = words[index]
+            return 0, 0
+        counters, base, total = self._counters, offset + _BUCKETS.size, 0
+        for index, generation in counters.processes():
+            word = _WORD.unpack_from(counters.map, base + index * _WORD.size)[0]
             if word >> 16 == generation & 0xFFFF:
                 total += word & 0xFFFF
-        return words, total
+        return _WORD.unpack_from(counters.map, base + counters.process * _WORD.size)[0], total
 
     def _admit(self, plan: list[_Check], tokens: int, now: float) -> Reservation:
         counters = self._counters
         counters.maintain(now)
         day, month = _day_number(now), _month_number(now)
-        writes: list[tuple[_Check, int | None, tuple[float, ...], list[int] | None, int]] = []
+        writes: list[tuple[_Check, int | None, tuple[float, ...], int | None, int]] = []
         for check in plan:
             quota = check.quota
             offset = counters.find(check.name, now)
@@ -233,41 +247,55 @@ class SharedLimiter:
                 raise _refusal(check, f"budget of {quota.budget_day:g} USD per day", _next_day(now) - now)
             if quota.budget_month is not None and spend_month == month and month_spend >= quota.budget_month:
                 raise _refusal(check, f"budget of {quota.budget_month:g} USD per month", _next_month(now) - now)
-            words, flying = None, 0
+            mine, flying = None, 0
             if quota.concurrency is not None:
-                words, flying = self._in_flight(offset)
+                word, flying = self._in_flight(offset)
                 if flying >= quota.concurrency and counters.reap():
                     self._reaped += 1  # a dead process held some: count again without it
-                    words, flying = self._in_flight(offset)
+                    word, flying = self._in_flight(offset)
                 if flying >= quota.concurrency:
                     raise _refusal(check, f"concurrency limit of {quota.concurrency} requests", 1.0)
-                _add_flight(words, counters.process, counters.generation, 1)
+                mine, _ = _add_flight(word, counters.generation, 1)
                 flying += 1
             record = (rpm, rpm_at, tpm, tpm_at, spend_day, day_spend, spend_month, month_spend)
-            writes.append((check, offset, record, words, flying))
-        for check, offset, record, words, flying in writes:
-            self._write(check, offset, record, words, flying, now)
-        return Reservation(tokens=tokens, checks=tuple(plan))
+            writes.append((check, offset, record, mine, flying))
+        for check, offset, record, mine, flying in writes:
+            self._write(check, offset, record, mine, flying, now)
+        in_flight = any(check.quota.concurrency is not None for check in plan)
+        return Reservation(tokens=tokens, checks=tuple(plan), in_flight=in_flight)
 
     def _write(
         self,
         check: _Check,
         offset: int | None,
         record: tuple[float, ...],
-        words: list[int] | None,
+        mine: int | None,
         flying: int,
         now: float,
     ) -> None:
-        """Write a check's record (``words``: its requests in flight, when they changed; ``flying``: their total)."""
+        """Write a check's record (``mine``: this process's word of requests in flight, when it changed; ``flying``:
+        the total of every process)."""
         counters = self._counters
         if offset is None:
             offset = counters.create(check.name, now)
         _BUCKETS.pack_into(counters.map, offset, *record)
-        if words is not None:
-            _FLIGHT.pack_into(counters.map, offset + _BUCKETS.size, *words)
+        if mine is not None:
+            _WORD.pack_into(counters.map, offset + _BUCKETS.size + counters.process * _WORD.size, mine)
         counters.expire(offset, _expires(check.quota, record, flying > 0, now))
 
-    def _settle(self, reservation: Reservation, tokens: int | None, cost: float, now: float) -> None:
+    def _release(self, reservation: Reservation, now: float) -> None:
+        """This process's count of requests in flight, one lower in every record that counts them. Only the word
+        changes: the record's expiry (a day while requests are in flight) is fixed by its next full write."""
+        counters = self._counters
+        for check in reservation.checks:
+            if check.quota.concurrency is not None:
+                offset = counters.find(check.name, now)
+                if offset is not None:
+                    at = offset + _BUCKETS.size + counters.process * _WORD.size
+                    word, _ = _add_flight(_WORD.unpack_from(counters.map, at)[0], counters.generation, -1)
+                    _WORD.pack_into(counters.map, at, word)
+
+    def _settle(self, reservation: Reservation, tokens: int | None, cost: float, release: bool, now: float) -> None:
         counters = self._counters
         counters.maintain(now)
         day, month = _day_number(now), _month_number(now)
@@ -286,26 +314,28 @@ class SharedLimiter:
                 if quota.budget_month is not None:
                     month_spend = (month_spend if spend_month == month else 0.0) + cost
                     spend_month = month
-            words, flying = None, 0
-            if quota.concurrency is not None and offset is not None:
-                words, flying = self._in_flight(offset)
-                flying -= _add_flight(words, counters.process, counters.generation, -1)
             record = (rpm, rpm_at, tpm, tpm_at, spend_day, day_spend, spend_month, month_spend)
-            self._write(check, offset, record, words, flying, now)
+            if offset is None:
+                offset = counters.create(check.name, now)
+            _BUCKETS.pack_into(counters.map, offset, *record)
+            if release and quota.concurrency is not None:
+                at = offset + _BUCKETS.size + counters.process * _WORD.size
+                word, _ = _add_flight(_WORD.unpack_from(counters.map, at)[0], counters.generation, -1)
+                _WORD.pack_into(counters.map, at, word)
+            # never sooner than admit made it (requests in flight keep it a day): only later, for new spend
+            counters.expire(offset, max(counters.expires(offset), _expires(quota, record, False, now)))
 
 
 _FRESH = (0.0,) * 8  # a record not written yet: full buckets (``at`` 0), no spend, nothing in flight
 
 
-def _add_flight(words: list[int], process: int, generation: int, delta: int) -> int:
-    """Add ``delta`` to this process's requests in flight (a word of an earlier generation counts as 0); returns
-    how much it changed (a count never goes below 0)."""
+def _add_flight(word: int, generation: int, delta: int) -> tuple[int, int]:
+    """This process's ``word`` with ``delta`` added to its requests in flight (a word of an earlier generation counts
+    as 0), and how much the count changed (it never goes below 0)."""
     tag = generation & 0xFFFF
-    word = words[process]
     count = (word & 0xFFFF) if word >> 16 == tag else 0
     changed = max(0, min(count + delta, 0xFFFF))
-    words[process] = (tag << 16) | changed
-    return count - changed
+    return (tag << 16) | changed, changed - count
 
 
 def _level(value: float, at: float, per_minute: int, now: float) -> float:
@@ -313,23 +343,28 @@ def _level(value: float, at: float, per_minute: int, now: float) -> float:
     to ``per_minute``."""
     if not at:
         return float(per_minute)
-    return min(float(per_minute), value + max(now - at, 0.0) * per_minute / 60)
+    if now > at:
+        value += (now - at) * per_minute / 60
+    return value if value < per_minute else float(per_minute)
 
 
 def _expires(quota: Quota, record: tuple[float, ...], flying: bool, now: float) -> float:
-    """When the record stops mattering: its buckets full again, its spends' windows over, nothing in flight."""
+    """When the record stops mattering: its buckets full again, its spends' windows over, nothing in flight (and
+    never within ``_KEEP``)."""
     rpm, rpm_at, tpm, tpm_at, spend_day, day_spend, spend_month, month_spend = record
-    ends = now
-    if flying:
-        ends = now + _IN_FLIGHT_FOR
-    if quota.rpm is not None and rpm_at:
-        ends = max(ends, rpm_at + max(quota.rpm - rpm, 0.0) * 60 / quota.rpm)
-    if quota.tpm is not None and tpm_at:
-        ends = max(ends, tpm_at + max(quota.tpm - tpm, 0.0) * 60 / quota.tpm)
+    ends = now + (_IN_FLIGHT_FOR if flying else _KEEP)
+    if quota.rpm is not None and rpm < quota.rpm:
+        full = rpm_at + (quota.rpm - rpm) * 60 / quota.rpm
+        if full > ends:
+            ends = full
+    if quota.tpm is not None and tpm < quota.tpm:
+        full = tpm_at + (quota.tpm - tpm) * 60 / quota.tpm
+        if full > ends:
+            ends = full
+    if month_spend:  # the month's window ends last
+        return max(ends, _month_end(spend_month))
     if day_spend:
-        ends = max(ends, (spend_day + 1) * 86400.0)
-    if month_spend:
-        ends = max(ends, _month_end(spend_month))
+        return max(ends, (spend_day + 1) * 86400.0)
     return ends
 
 
@@ -350,8 +385,13 @@ def _day_number(now: float) -> float:
 
 def _month_number(now: float) -> float:
     """year * 12 + month - 1 of ``now`` (UTC)."""
-    year, month, _ = datetime.date.fromordinal(int(now // 86400) + _EPOCH_ORDINAL).timetuple()[:3]
-    return float(year * 12 + month - 1)
+    return _month_of_day(int(now // 86400))
+
+
+@functools.lru_cache(maxsize=8)
+def _month_of_day(day: int) -> float:
+    when = datetime.date.fromordinal(day + _EPOCH_ORDINAL)
+    return float(when.year * 12 + when.month - 1)
 
 
 _EPOCH_ORDINAL = datetime.date(1970, 1, 1).toordinal()
