@@ -62,12 +62,21 @@ def attributes(outcome: Outcome) -> Attributes:
     if outcome.upstream_dialect is not None:
         provider = _PROVIDERS.get(outcome.upstream_dialect, outcome.upstream_dialect)
         found["gen_ai.provider.name"] = found["gen_ai.system"] = provider  # gen_ai.system: before semconv 1.37
-    if outcome.provider is not None:
-        found["fastgw.provider"] = outcome.provider
-    if outcome.upstream_model is not None:
-        found["gen_ai.response.model"] = outcome.upstream_model
-    if outcome.max_tokens is not None:
-        found["gen_ai.request.max_tokens"] = outcome.max_tokens
+    for name, value in (
+        ("fastgw.provider", outcome.provider),
+        ("gen_ai.response.model", outcome.upstream_model),
+        ("gen_ai.request.max_tokens", outcome.max_tokens),
+        ("gen_ai.response.id", outcome.response_id),
+        ("error.type", outcome.error),
+        ("fastgw.route", outcome.route),
+        ("fastgw.key", outcome.principal),
+        ("fastgw.team", outcome.team),
+    ):
+        if value is not None:
+            found[name] = value
+    for name, text in (("gen_ai.conversation.id", outcome.session_id), ("fastgw.project", outcome.project)):
+        if text is not None:  # from the client: capped
+            found[name] = text[:_CAP]
     usage = outcome.usage
     if usage is not None:
         found["gen_ai.usage.input_tokens"] = usage.total_input  # the conventions count cached prompt tokens in
@@ -78,20 +87,6 @@ def attributes(outcome: Outcome) -> Attributes:
             found["gen_ai.usage.cache_creation.input_tokens"] = usage.cache_write
     if outcome.finish_reason is not None:
         found["gen_ai.response.finish_reasons"] = [outcome.finish_reason]
-    if outcome.response_id is not None:
-        found["gen_ai.response.id"] = outcome.response_id
-    if outcome.error is not None:
-        found["error.type"] = outcome.error
-    if outcome.route is not None:
-        found["fastgw.route"] = outcome.route
-    if outcome.principal is not None:
-        found["fastgw.key"] = outcome.principal
-    if outcome.team is not None:
-        found["fastgw.team"] = outcome.team
-    if outcome.session_id is not None:
-        found["gen_ai.conversation.id"] = outcome.session_id[:_CAP]
-    if outcome.project is not None:
-        found["fastgw.project"] = outcome.project[:_CAP]
     return found
 
 

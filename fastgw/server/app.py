@@ -10,6 +10,7 @@ responses).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -119,6 +120,7 @@ class App:
         dialect = registry.dialect_of(path, headers)
         client = scope.get("client")
         peer: str | None = client[0] if client else None
+        for_caller = functools.partial(self._for_caller, dialect, path, headers, peer, out)
         try:
             if path.startswith(admin.PREFIX):
                 await self.admin.handle(method, path, headers, out, scope, receive)
@@ -126,36 +128,21 @@ class App:
                 await self._operator(path, headers, out)
             elif method in ("GET", "DELETE") and path.startswith(_STORED):
                 response_id, delete = path[len(_STORED) :], method == "DELETE"
-                await self._for_caller(
-                    dialect,
-                    path,
-                    headers,
-                    peer,
-                    out,
-                    lambda caller, _: handlers.stored_response(self.runtime, caller, response_id, out, delete=delete),
+                await for_caller(
+                    lambda caller, _: handlers.stored_response(self.runtime, caller, response_id, out, delete=delete)
                 )
             elif method == "GET" and path == "/v1/models":
                 anthropic = "anthropic-version" in headers
-                await self._for_caller(
-                    dialect,
-                    path,
-                    headers,
-                    peer,
-                    out,
-                    lambda *_: handlers.models(self.runtime, out, anthropic=anthropic, created=self._started),
+                await for_caller(
+                    lambda *_: handlers.models(self.runtime, out, anthropic=anthropic, created=self._started)
                 )
             elif method == "POST" and (path in registry.MODEL_PATHS or path == _COUNT_TOKENS):
                 body = await read_body(receive, self.runtime.state.config.max_body_bytes)
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(watch_disconnect, receive, nursery.cancel_scope)
                     if path == _COUNT_TOKENS:
-                        await self._for_caller(
-                            dialect,
-                            path,
-                            headers,
-                            peer,
-                            out,
-                            lambda caller, outcome: handlers.count_tokens(self.runtime, caller, body, out, outcome),
+                        await for_caller(
+                            lambda caller, outcome: handlers.count_tokens(self.runtime, caller, body, out, outcome)
                         )
                     else:  # the pipeline records every model request's outcome, refusals included
                         await self.pipeline.handle(registry.MODEL_PATHS[path], headers, body, out, peer, path)
