@@ -70,6 +70,16 @@ def _start_time(pid: int) -> int | None:
     return int(stat[stat.rindex(b")") + 2 :].split()[19])
 
 
+class _Name:
+    """A record name's digest and the byte offset of the slot it was last seen in (-1: not yet)."""
+
+    __slots__ = ("key", "at")
+
+    def __init__(self, key: bytes) -> None:
+        self.key = key
+        self.at = -1
+
+
 class Counters:
     """The open counter file of one process (see the module docstring). Use ``transaction()`` around reads and
     writes; ``process`` is this process's index in the process table (claimed on open)."""
@@ -80,7 +90,7 @@ class Counters:
         self.slot = _HEAD.size + payload
         self._thread_lock = threading.Lock()
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        self._names: dict[str, list[object]] = {}
+        self._names: dict[str, _Name] = {}
         self._live: tuple[int, list[tuple[int, int]]] = (-1, [])  # (epoch, processes()) as last read
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         try:
@@ -135,13 +145,13 @@ class Counters:
 
     # -- records (call these with the lock held)
 
-    def _key(self, name: str) -> list[object]:
-        """[digest, slot last seen at] of ``name`` (cached: most transactions touch the same few records)."""
+    def _name(self, name: str) -> _Name:
+        """``name``'s digest and where its slot was last seen (cached: most transactions touch the same few)."""
         found = self._names.get(name)
         if found is None:
             if len(self._names) > 10_000:  # forget old names now and then
                 self._names.clear()
-            found = self._names[name] = [digest(name), -1]
+            found = self._names[name] = _Name(digest(name))
         return found
 
     def _probe(self, key: bytes, now: float) -> tuple[int, bool]:
@@ -161,27 +171,16 @@ class Counters:
                 reusable = slot
         return reusable, False
 
-    def _slot(self, entry: list[object], now: float) -> tuple[int, bool]:
-        """``_probe`` through the cached slot: right while the slot still holds the key (a compaction, or a reuse
-        by another name, moves it)."""
-        key, slot = entry
-        assert isinstance(key, bytes) and isinstance(slot, int)
-        if slot >= 0:
-            at = HEADER + slot * self.slot
-            if self.map[at : at + 16] == key:
-                return slot, True
-        slot, found = self._probe(key, now)
-        if found:
-            entry[1] = slot
-        return slot, found
-
     def find(self, name: str, now: float) -> int | None:
         """The payload offset of ``name``'s live record; None when it is absent or expired."""
-        slot, found = self._slot(self._key(name), now)
-        if not found:
-            return None
-        at = HEADER + slot * self.slot
-        return None if _HEAD.unpack_from(self.map, at)[1] <= now else at + _HEAD.size
+        entry = self._names.get(name) or self._name(name)
+        at, table = entry.at, self.map
+        if at < 0 or table[at : at + 16] != entry.key:  # not seen yet, or moved (compaction, reuse)
+            slot, found = self._probe(entry.key, now)
+            if not found:
+                return None
+            at = entry.at = HEADER + slot * self.slot
+        return None if _EXPIRES.unpack_from(table, at + 16)[0] <= now else at + _HEAD.size
 
     def create(self, name: str, now: float) -> int:
         """A zeroed record for ``name`` (which ``find`` found absent or expired): its payload offset. Other offsets
@@ -190,17 +189,15 @@ class Counters:
         Raises:
             CountersFull: no slot is free or expired.
         """
-        entry = self._key(name)
-        key = entry[0]
-        assert isinstance(key, bytes)
-        slot, found = self._slot(entry, now)
+        entry = self._name(name)
+        slot, found = self._probe(entry.key, now)
         if slot < 0:
             raise CountersFull(f"{self.path}: all {self.capacity} record slots are live")
         at = HEADER + slot * self.slot
         if not found and self.map[at : at + 16] == EMPTY:
             self._set_filled(self._filled() + 1)
-        entry[1] = slot
-        self.map[at : at + self.slot] = key + bytes(self.slot - 16)
+        entry.at = at
+        self.map[at : at + self.slot] = entry.key + bytes(self.slot - 16)
         return at + _HEAD.size
 
     def expires(self, offset: int) -> float:

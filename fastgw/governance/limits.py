@@ -209,59 +209,65 @@ class SharedLimiter:
 
     # -- transactions (under the lock)
 
-    def _in_flight(self, offset: int | None) -> tuple[int, int]:
-        """This process's word of the record and the requests in flight of every live process."""
+    def _in_flight(self, offset: int | None, live: list[tuple[int, int]]) -> tuple[int, int]:
+        """This process's word of the record and the requests in flight of the ``live`` processes."""
         if offset is None:
             return 0, 0
-        counters, base, total = self._counters, offset + _BUCKETS.size, 0
-        for index, generation in counters.processes():
-            word = _WORD.unpack_from(counters.map, base + index * _WORD.size)[0]
+        table, base, total = self._counters.map, offset + _BUCKETS.size, 0
+        for index, generation in live:
+            word = _WORD.unpack_from(table, base + index * _WORD.size)[0]
             if word >> 16 == generation & 0xFFFF:
                 total += word & 0xFFFF
-        return _WORD.unpack_from(counters.map, base + counters.process * _WORD.size)[0], total
+        return _WORD.unpack_from(table, base + self._counters.process * _WORD.size)[0], total
 
     def _admit(self, plan: list[_Check], tokens: int, now: float) -> Reservation:
         counters = self._counters
         counters.maintain(now)
+        table, find, unpack = counters.map, counters.find, _BUCKETS.unpack_from
         day, month = _day_number(now), _month_number(now)
         writes: list[tuple[_Check, int | None, tuple[float, ...], int | None, int]] = []
+        in_flight = False
         for check in plan:
             quota = check.quota
-            offset = counters.find(check.name, now)
-            record = _BUCKETS.unpack_from(counters.map, offset) if offset is not None else _FRESH
-            rpm, rpm_at, tpm, tpm_at, spend_day, day_spend, spend_month, month_spend = record
-            if quota.rpm is not None:
-                rpm = _level(rpm, rpm_at, quota.rpm, now)
+            offset = find(check.name, now)
+            rpm, rpm_at, tpm, tpm_at, spend_day, day_spend, spend_month, month_spend = (
+                _FRESH if offset is None else unpack(table, offset)
+            )
+            limit = quota.rpm
+            if limit is not None:
+                rpm = _level(rpm, rpm_at, limit, now)
                 if rpm < 1:
-                    wait = (1 - rpm) * 60 / quota.rpm
-                    raise _refusal(check, f"rpm limit of {quota.rpm} requests per minute", wait)
+                    raise _refusal(check, f"rpm limit of {limit} requests per minute", (1 - rpm) * 60 / limit)
                 rpm, rpm_at = rpm - 1, now
-            if quota.tpm is not None:
-                tpm = _level(tpm, tpm_at, quota.tpm, now)
-                need = min(tokens, quota.tpm)  # a request larger than a minute's worth waits for a full one
+            limit = quota.tpm
+            if limit is not None:
+                tpm = _level(tpm, tpm_at, limit, now)
+                need = tokens if tokens < limit else limit  # a request larger than a minute's worth waits for all
                 if tpm < need:
-                    wait = (need - tpm) * 60 / quota.tpm
-                    raise _refusal(check, f"tpm limit of {quota.tpm} tokens per minute", wait)
+                    raise _refusal(check, f"tpm limit of {limit} tokens per minute", (need - tpm) * 60 / limit)
                 tpm, tpm_at = tpm - tokens, now
-            if quota.budget_day is not None and spend_day == day and day_spend >= quota.budget_day:
-                raise _refusal(check, f"budget of {quota.budget_day:g} USD per day", _next_day(now) - now)
-            if quota.budget_month is not None and spend_month == month and month_spend >= quota.budget_month:
-                raise _refusal(check, f"budget of {quota.budget_month:g} USD per month", _next_month(now) - now)
+            budget = quota.budget_day
+            if budget is not None and spend_day == day and day_spend >= budget:
+                raise _refusal(check, f"budget of {budget:g} USD per day", _next_day(now) - now)
+            budget = quota.budget_month
+            if budget is not None and spend_month == month and month_spend >= budget:
+                raise _refusal(check, f"budget of {budget:g} USD per month", _next_month(now) - now)
             mine, flying = None, 0
-            if quota.concurrency is not None:
-                word, flying = self._in_flight(offset)
-                if flying >= quota.concurrency and counters.reap():
+            limit = quota.concurrency
+            if limit is not None:
+                in_flight = True
+                word, flying = self._in_flight(offset, counters.processes())
+                if flying >= limit and counters.reap():
                     self._reaped += 1  # a dead process held some: count again without it
-                    word, flying = self._in_flight(offset)
-                if flying >= quota.concurrency:
-                    raise _refusal(check, f"concurrency limit of {quota.concurrency} requests", 1.0)
+                    word, flying = self._in_flight(offset, counters.processes())
+                if flying >= limit:
+                    raise _refusal(check, f"concurrency limit of {limit} requests", 1.0)
                 mine, _ = _add_flight(word, counters.generation, 1)
                 flying += 1
             record = (rpm, rpm_at, tpm, tpm_at, spend_day, day_spend, spend_month, month_spend)
             writes.append((check, offset, record, mine, flying))
-        for check, offset, record, mine, flying in writes:
-            self._write(check, offset, record, mine, flying, now)
-        in_flight = any(check.quota.concurrency is not None for check in plan)
+        for write in writes:
+            self._write(*write, now)
         return Reservation(tokens=tokens, checks=tuple(plan), in_flight=in_flight)
 
     def _write(
