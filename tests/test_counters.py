@@ -16,7 +16,7 @@ VALUE = struct.Struct("<d")
 def _put(counters: Counters, name: str, value: float, now: float, expires: float) -> None:
     offset = counters.find(name, now)
     if offset is None:
-        offset = counters.create(name, now)
+        offset = counters.create(name, now, expires)
     VALUE.pack_into(counters.map, offset, value)
     counters.expire(offset, expires)
 
@@ -73,3 +73,30 @@ def test_a_different_layout_starts_afresh(tmp_path: Path) -> None:
     with wider.transaction():
         assert wider.find("a", 1) is None
     wider.close()
+
+
+def test_a_mostly_live_table_is_not_compacted_on_every_transaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counters = Counters(tmp_path / "c", payload=8, capacity=16)
+    compactions = 0
+    compact = counters._compact
+
+    def counted(now: float) -> None:
+        nonlocal compactions
+        compactions += 1
+        compact(now)
+
+    monkeypatch.setattr(counters, "_compact", counted)
+    with counters.transaction():
+        for i in range(11):  # 11 of 16 live: over 60 %
+            _put(counters, f"live{i}", float(i), now=0, expires=1000)
+        for _ in range(50):
+            counters.maintain(now=1)
+        assert compactions == 1  # then not again until another quarter of the table fills
+        for i in range(4):
+            _put(counters, f"more{i}", 0.0, now=1, expires=1000)
+        counters.maintain(now=1)
+        assert compactions == 2
+        assert [_get(counters, f"live{i}", 2) for i in range(11)] == [float(i) for i in range(11)]
+    counters.close()

@@ -316,3 +316,46 @@ async def test_budgets_and_buckets_follow_the_utc_calendar() -> None:
         now[0] += 1.0  # one request's worth refilled
         assert await limiter.admit(day, "x", 1) is not None
         limiter.close()
+
+
+async def test_a_full_counter_table_refuses_with_503_and_charges_nothing(tmp_path: Path) -> None:
+    """When the shared table has no room for a level's record, the request is refused (503, in the client's
+    dialect like any GatewayError) before anything is written: no level is left charged or holding a request."""
+    import time
+
+    from fastgw.config import Rights
+    from fastgw.errors import GatewayError
+    from fastgw.governance.access import Caller, Level
+    from fastgw.governance.limits import SharedLimiter
+
+    limiter = SharedLimiter(str(tmp_path), now=time.time, capacity=2)
+    team = Level.of("team t", Rights(concurrency=1))
+    first = Caller(principal="a", levels=(team, Level.of("key a", Rights(rpm=5))))
+    held = await limiter.admit(first, "m", 1)  # two records: the table is full
+    assert held is not None
+    await limiter.release(held)
+    crowded = Caller(principal="b", levels=(team, Level.of("key b", Rights(rpm=5))))
+    with pytest.raises(GatewayError) as full:
+        await limiter.admit(crowded, "m", 1)  # team t's record exists, key b's has no room
+    assert full.value.status == 503 and "limit counters are full" in full.value.message
+    again = await limiter.admit(first, "m", 1)  # team t was not charged by the refused request: its one slot is free
+    assert again is not None
+    limiter.close()
+
+
+async def test_names_with_spaces_and_colons_keep_separate_records(tmp_path: Path) -> None:
+    import time
+
+    from fastgw.config import Rights
+    from fastgw.errors import RateLimited
+    from fastgw.governance.access import Caller, Level
+    from fastgw.governance.limits import SharedLimiter
+
+    limiter = SharedLimiter(str(tmp_path), now=time.time)
+    spaced = Caller(principal="a b", levels=(Level.of("key a b", Rights(rpm=1)),))
+    coloned = Caller(principal="a:b", levels=(Level.of("key a:b", Rights(rpm=1)),))
+    assert await limiter.admit(spaced, "m", 1) is not None
+    assert await limiter.admit(coloned, "m", 1) is not None  # another key: its own bucket
+    with pytest.raises(RateLimited):
+        await limiter.admit(spaced, "m", 1)
+    limiter.close()

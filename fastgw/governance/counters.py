@@ -44,11 +44,13 @@ _EXPIRES = struct.Struct("<d")
 _META = struct.Struct("<8sIII")  # magic, capacity, slots ever filled, payload size
 _EPOCH = struct.Struct("<I")  # bumped whenever the process table changes
 _EPOCH_AT = 24
+_NEXT = struct.Struct("<I")  # slots filled at which the next compaction may run
+_NEXT_AT = 28
 PROCESSES = 64
 _PROCESS = struct.Struct("<IQI")  # pid, start time (clock ticks since boot), generation
 _PROCESS_AT = 64
 EMPTY = bytes(16)
-DEFAULT_CAPACITY = 1 << 15
+DEFAULT_CAPACITY = 1 << 17  # 45 MB of sparse file; a record per limited level or model glob
 
 
 class CountersFull(Exception):
@@ -61,11 +63,12 @@ def digest(name: str) -> bytes:
 
 def _start_time(pid: int) -> int | None:
     """The process's start time since boot (``/proc/PID/stat`` field 22), None when it does not exist: with the pid
-    it names one process, even after the pid is reused."""
+    it names one process, even after the pid is reused. Any other failure (no file descriptors left...) raises: a
+    process that cannot be checked is never taken for dead."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
-    except OSError:
+    except (FileNotFoundError, ProcessLookupError):
         return None
     return int(stat[stat.rindex(b")") + 2 :].split()[19])
 
@@ -128,7 +131,11 @@ class Counters:
     def lock(self) -> None:
         """Wait for the lock (a worker thread's path)."""
         self._thread_lock.acquire()
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._thread_lock.release()
+            raise
 
     def unlock(self) -> None:
         fcntl.flock(self._fd, fcntl.LOCK_UN)
@@ -182,9 +189,10 @@ class Counters:
             at = entry.at = HEADER + slot * self.slot
         return None if _EXPIRES.unpack_from(table, at + 16)[0] <= now else at + _HEAD.size
 
-    def create(self, name: str, now: float) -> int:
-        """A zeroed record for ``name`` (which ``find`` found absent or expired): its payload offset. Other offsets
-        found in this transaction stay valid (compaction happens only in ``maintain``).
+    def create(self, name: str, now: float, expires: float) -> int:
+        """A zeroed record for ``name`` (which ``find`` found absent or expired), live until ``expires`` (after
+        ``now``: another ``create`` in the same transaction must not take its slot): its payload offset. Other
+        offsets found in this transaction stay valid (compaction happens only in ``maintain``).
 
         Raises:
             CountersFull: no slot is free or expired.
@@ -197,7 +205,7 @@ class Counters:
         if not found and self.map[at : at + 16] == EMPTY:
             self._set_filled(self._filled() + 1)
         entry.at = at
-        self.map[at : at + self.slot] = entry.key + bytes(self.slot - 16)
+        self.map[at : at + self.slot] = _HEAD.pack(entry.key, expires) + bytes(self.payload)
         return at + _HEAD.size
 
     def expires(self, offset: int) -> float:
@@ -209,9 +217,13 @@ class Counters:
         _EXPIRES.pack_into(self.map, offset - 8, expires)
 
     def maintain(self, now: float) -> None:
-        """Compact the table when most of its slots have been used (call at the start of a transaction)."""
-        if self._filled() > self.capacity * 0.6:
+        """Compact the table when most of its slots have been used since the last compaction (call at the start of a
+        transaction). The next one waits until another quarter of the table has filled, so a table of mostly live
+        records is not compacted over and over."""
+        filled = self._filled()
+        if filled > self.capacity * 0.6 and filled >= _NEXT.unpack_from(self.map, _NEXT_AT)[0]:
             self._compact(now)
+            _NEXT.pack_into(self.map, _NEXT_AT, self._filled() + self.capacity // 4)
 
     def _filled(self) -> int:
         return int(_META.unpack_from(self.map, 0)[2])

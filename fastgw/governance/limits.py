@@ -29,6 +29,7 @@ import calendar
 import datetime
 import fnmatch
 import functools
+import logging
 import math
 import struct
 from collections.abc import Callable
@@ -39,11 +40,12 @@ import msgspec
 import trio
 
 from fastgw.config import Quota
-from fastgw.errors import RateLimited
+from fastgw.errors import ErrorCode, GatewayError, RateLimited
 from fastgw.governance.access import Caller, Level
-from fastgw.governance.counters import PROCESSES, Counters
+from fastgw.governance.counters import DEFAULT_CAPACITY, PROCESSES, Counters, CountersFull
 
 T = TypeVar("T")
+log = logging.getLogger("fastgw.limits")
 
 FILE = "limits-v1.counters"
 _IN_FLIGHT_FOR = 86400.0  # requests in flight keep a record for a day; a leaked count (never settled) ends with it
@@ -111,7 +113,7 @@ def _limited(quota: Quota) -> bool:
 class _Check(msgspec.Struct, frozen=True):
     """One quota to check: its record's name, the words naming it in a refusal, the limits."""
 
-    name: str  # "org", "team:x", "key:y", "key:y:model:GLOB"
+    name: str  # "org", "team x", "key y", "key y\0model\0GLOB" (a NUL never appears in a name or glob)
     level: str
     scope: str  # "" or " for models GLOB"
     quota: Quota
@@ -120,22 +122,22 @@ class _Check(msgspec.Struct, frozen=True):
 def _checks(levels: tuple[Level, ...], model: str) -> list[_Check]:
     checks = []
     for level in levels:
-        rights, name = level.rights, level.name.replace(" ", ":")
+        rights, name = level.rights, level.name  # "org", "team x", "key y": the kind, a space, the name
         if _limited(rights):
             checks.append(_Check(name, level.name, "", rights))
         for glob, quota in rights.model_limits.items():
             if fnmatch.fnmatchcase(model, glob) and _limited(quota):
-                checks.append(_Check(f"{name}:model:{glob}", level.name, f" for models {glob}", quota))
+                checks.append(_Check(f"{name}\x00model\x00{glob}", level.name, f" for models {glob}", quota))
     return checks
 
 
 class SharedLimiter:
     """The embedded limiter (see the module docstring)."""
 
-    def __init__(self, data_dir: str, now: Callable[[], float]) -> None:
+    def __init__(self, data_dir: str, now: Callable[[], float], capacity: int = DEFAULT_CAPACITY) -> None:
         root = Path(data_dir).expanduser()
         root.mkdir(parents=True, exist_ok=True)
-        self._counters = Counters(root / FILE, _PAYLOAD)
+        self._counters = Counters(root / FILE, _PAYLOAD, capacity)
         self._now = now
         # (id of a caller's levels, model) -> (those levels, their checks): callers of one key share one tuple of
         # levels until a reload rebuilds it (holding it keeps its id from being reused)
@@ -188,23 +190,31 @@ class SharedLimiter:
         if not plan:
             return None
         try:
-            reservation = await self._run(self._admit, plan, tokens, self._now())
+            reservation = await self._run(self._admit, plan, tokens)
         except RateLimited:
             self._refused += 1
             raise
+        except CountersFull as error:  # nothing was written: the request is refused, not half counted
+            log.error("limits: %s", error)
+            raise GatewayError(
+                "the gateway's limit counters are full; try again later", status=503, code=ErrorCode.OVERLOADED
+            ) from None
         self._admitted += 1
         return reservation
 
     async def release(self, reservation: Reservation) -> None:
         if reservation.in_flight:
+            await self._run(self._release, reservation)
             reservation.in_flight = False
-            await self._run(self._release, reservation, self._now())
 
     async def settle(self, reservation: Reservation, tokens: int | None, cost: float) -> None:
         self._settled += 1
         if (tokens is None or tokens == reservation.tokens) and not cost and not reservation.in_flight:
             return  # nothing to correct, release or spend
-        await self._run(self._settle, reservation, tokens, cost, reservation.in_flight, self._now())
+        try:
+            await self._run(self._settle, reservation, tokens, cost, reservation.in_flight)
+        except CountersFull as error:  # a settlement runs as the request unwinds: log, never raise
+            log.error("limits: settling a request: %s", error)
         reservation.in_flight = False
 
     # -- transactions (under the lock)
@@ -220,8 +230,8 @@ class SharedLimiter:
                 total += word & 0xFFFF
         return _WORD.unpack_from(table, base + self._counters.process * _WORD.size)[0], total
 
-    def _admit(self, plan: list[_Check], tokens: int, now: float) -> Reservation:
-        counters = self._counters
+    def _admit(self, plan: list[_Check], tokens: int) -> Reservation:
+        counters, now = self._counters, self._now()  # read under the lock: a waiting transaction writes its own time
         counters.maintain(now)
         table, find, unpack = counters.map, counters.find, _BUCKETS.unpack_from
         day, month = _day_number(now), _month_number(now)
@@ -266,33 +276,29 @@ class SharedLimiter:
                 flying += 1
             record = (rpm, rpm_at, tpm, tpm_at, spend_day, day_spend, spend_month, month_spend)
             writes.append((check, offset, record, mine, flying))
-        for write in writes:
-            self._write(*write, now)
+        created = [
+            counters.create(check.name, now, now + _KEEP) if offset is None else offset for check, offset, *_ in writes
+        ]
+        for write, offset in zip(writes, created, strict=True):  # every record exists: nothing can fail now
+            self._write(write[0], offset, write[2], write[3], write[4], now)
         return Reservation(tokens=tokens, checks=tuple(plan), in_flight=in_flight)
 
     def _write(
-        self,
-        check: _Check,
-        offset: int | None,
-        record: tuple[float, ...],
-        mine: int | None,
-        flying: int,
-        now: float,
+        self, check: _Check, offset: int, record: tuple[float, ...], mine: int | None, flying: int, now: float
     ) -> None:
         """Write a check's record (``mine``: this process's word of requests in flight, when it changed; ``flying``:
-        the total of every process)."""
+        the total of every process). Its expiry only moves later: a reload that dropped a limit must not end a
+        record that still holds spend or requests in flight."""
         counters = self._counters
-        if offset is None:
-            offset = counters.create(check.name, now)
         _BUCKETS.pack_into(counters.map, offset, *record)
         if mine is not None:
             _WORD.pack_into(counters.map, offset + _BUCKETS.size + counters.process * _WORD.size, mine)
-        counters.expire(offset, _expires(check.quota, record, flying > 0, now))
+        counters.expire(offset, max(counters.expires(offset), _expires(check.quota, record, flying > 0, now)))
 
-    def _release(self, reservation: Reservation, now: float) -> None:
+    def _release(self, reservation: Reservation) -> None:
         """This process's count of requests in flight, one lower in every record that counts them. Only the word
         changes: the record's expiry (a day while requests are in flight) is fixed by its next full write."""
-        counters = self._counters
+        counters, now = self._counters, self._now()
         for check in reservation.checks:
             if check.quota.concurrency is not None:
                 offset = counters.find(check.name, now)
@@ -301,35 +307,38 @@ class SharedLimiter:
                     word, _ = _add_flight(_WORD.unpack_from(counters.map, at)[0], counters.generation, -1)
                     _WORD.pack_into(counters.map, at, word)
 
-    def _settle(self, reservation: Reservation, tokens: int | None, cost: float, release: bool, now: float) -> None:
-        counters = self._counters
+    def _settle(self, reservation: Reservation, tokens: int | None, cost: float, release: bool) -> None:
+        counters, now = self._counters, self._now()
         counters.maintain(now)
         day, month = _day_number(now), _month_number(now)
+        correct = tokens is not None and tokens != reservation.tokens
         for check in reservation.checks:
             quota = check.quota
             offset = counters.find(check.name, now)
-            record = _BUCKETS.unpack_from(counters.map, offset) if offset is not None else _FRESH
-            rpm, rpm_at, tpm, tpm_at, spend_day, day_spend, spend_month, month_spend = record
-            if quota.tpm is not None and tokens is not None and tokens != reservation.tokens:
+            rpm, rpm_at, tpm, tpm_at, spend_day, day_spend, spend_month, month_spend = (
+                _FRESH if offset is None else _BUCKETS.unpack_from(counters.map, offset)
+            )
+            changed = False
+            if quota.tpm is not None and correct:
+                assert tokens is not None
                 tpm = min(float(quota.tpm), _level(tpm, tpm_at, quota.tpm, now) - (tokens - reservation.tokens))
-                tpm_at = now
-            if cost:
-                if quota.budget_day is not None:
-                    day_spend = (day_spend if spend_day == day else 0.0) + cost
-                    spend_day = day
-                if quota.budget_month is not None:
-                    month_spend = (month_spend if spend_month == month else 0.0) + cost
-                    spend_month = month
+                tpm_at, changed = now, True
+            if cost and quota.budget_day is not None:
+                day_spend = (day_spend if spend_day == day else 0.0) + cost
+                spend_day, changed = day, True
+            if cost and quota.budget_month is not None:
+                month_spend = (month_spend if spend_month == month else 0.0) + cost
+                spend_month, changed = month, True
+            if offset is None:  # expired since admission: nothing in flight here, a full bucket; spend starts anew
+                if not changed:
+                    continue
+                offset = counters.create(check.name, now, now + _KEEP)
             record = (rpm, rpm_at, tpm, tpm_at, spend_day, day_spend, spend_month, month_spend)
-            if offset is None:
-                offset = counters.create(check.name, now)
-            _BUCKETS.pack_into(counters.map, offset, *record)
+            mine = None
             if release and quota.concurrency is not None:
                 at = offset + _BUCKETS.size + counters.process * _WORD.size
-                word, _ = _add_flight(_WORD.unpack_from(counters.map, at)[0], counters.generation, -1)
-                _WORD.pack_into(counters.map, at, word)
-            # never sooner than admit made it (requests in flight keep it a day): only later, for new spend
-            counters.expire(offset, max(counters.expires(offset), _expires(quota, record, False, now)))
+                mine, _ = _add_flight(_WORD.unpack_from(counters.map, at)[0], counters.generation, -1)
+            self._write(check, offset, record, mine, 0, now)
 
 
 _FRESH = (0.0,) * 8  # a record not written yet: full buckets (``at`` 0), no spend, nothing in flight
@@ -367,10 +376,10 @@ def _expires(quota: Quota, record: tuple[float, ...], flying: bool, now: float) 
         full = tpm_at + (quota.tpm - tpm) * 60 / quota.tpm
         if full > ends:
             ends = full
-    if month_spend:  # the month's window ends last
-        return max(ends, _month_end(spend_month))
-    if day_spend:
-        return max(ends, (spend_day + 1) * 86400.0)
+    if month_spend:
+        ends = max(ends, _month_end(spend_month))
+    if day_spend:  # checked apart: the month's spend may be of an earlier month (a budget_month since removed)
+        ends = max(ends, (spend_day + 1) * 86400.0)
     return ends
 
 
