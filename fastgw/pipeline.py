@@ -35,7 +35,7 @@ from fastgw.codecs import passthrough, registry
 from fastgw.codecs.interface import InboundCodec, StreamDecoder, StreamEncoder
 from fastgw.codecs.sse import SSEParser
 from fastgw.errors import ErrorCode, GatewayError, UpstreamError, UpstreamStatusError, UpstreamTimeout
-from fastgw.governance.access import Access, Caller
+from fastgw.governance.access import Caller
 from fastgw.governance.limits import Reservation
 from fastgw.logs import REQUEST_ID
 from fastgw.metering.record import cost
@@ -213,7 +213,7 @@ class Pipeline:
         peek = passthrough.peek(body)
         outcome.model, outcome.stream = peek.model, peek.stream
         outcome.max_tokens = peek.output_cap or None
-        Access.admit_model(caller, peek.model)
+        self.runtime.services.access.admit_model(caller, peek.model)
         session = next((headers[name] for name in inbound.session_headers if name in headers), None)
         outcome.session_id = session = session or peek.prompt_cache_key
         plan = Plan(

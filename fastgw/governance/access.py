@@ -64,6 +64,10 @@ class Access:
         self._version = -1
         self._keys: dict[str, tuple[KeyRecord, tuple[Level, ...]]] = {}
         self._digests: dict[str, str] = {}  # presented key -> its digest (``_digest``)
+        # what was allowed, per tuple of levels (holding it keeps its id from being reused): ``authorize`` by
+        # (levels, path, address), ``admit_model`` by (levels, model)
+        self._allowed: dict[tuple[int, str, str | None], tuple[Level, ...]] = {}
+        self._models: dict[tuple[int, str], tuple[Level, ...]] = {}
         self._teams = 0
         self._reloads = 0
         self.configure(config)
@@ -122,25 +126,41 @@ class Access:
             raise AuthenticationFailed(f"gateway key {record.name!r} expired")
         return Caller(principal=record.name, team=record.team, address=address, levels=levels)
 
-    @staticmethod
-    def authorize(caller: Caller, path: str) -> None:
-        """Raises ``PermissionDenied`` when ``path`` or the caller's address is outside a level's allowlist."""
-        for level in caller.levels:
+    def authorize(self, caller: Caller, path: str) -> None:
+        """Raises ``PermissionDenied`` when ``path`` or the caller's address is outside a level's allowlist.
+
+        What was allowed is remembered per tuple of levels (one per key until a reload rebuilds it), path and
+        address: globs and networks are checked once, not on every request. Refusals are not remembered."""
+        levels = caller.levels
+        key = (id(levels), path, caller.address)
+        if self._allowed.get(key) is levels:
+            return
+        address = _parse(caller.address)
+        for level in levels:
             rights = level.rights
             if rights.paths and not any(fnmatch.fnmatchcase(path, p) for p in rights.paths):
                 raise PermissionDenied(f"path {path} is not allowed for {level.name}")
-            if level.networks and not _inside(caller.address, level.networks):
+            if level.networks and (address is None or not any(address in n for n in level.networks)):
                 raise PermissionDenied(f"client address {caller.address} is not allowed for {level.name}")
+        if len(self._allowed) >= 4096:
+            self._allowed.clear()
+        self._allowed[key] = levels
 
-    @staticmethod
-    def admit_model(caller: Caller, model: str) -> None:
-        """Raises ``PermissionDenied`` when a level's model allowlist does not admit ``model``."""
+    def admit_model(self, caller: Caller, model: str) -> None:
+        """Raises ``PermissionDenied`` when a level's model allowlist does not admit ``model`` (what was admitted is
+        remembered like ``authorize``'s)."""
+        key = (id(caller.levels), model)
+        if self._models.get(key) is caller.levels:
+            return
         for level in caller.levels:
             allowed = level.rights.models
             if allowed and not any(fnmatch.fnmatchcase(model, glob) for glob in allowed):
                 raise PermissionDenied(
                     f"model {model!r} is not allowed for {level.name} (allowed: {', '.join(allowed)})", param="model"
                 )
+        if len(self._models) >= 4096:
+            self._models.clear()
+        self._models[key] = caller.levels
 
     def _digest(self, presented: str) -> str:
         """The stored form of a presented key, remembered for the keys presented lately (an HMAC costs more than
@@ -179,11 +199,15 @@ def _presented(headers: Mapping[str, str]) -> str | None:
     return None
 
 
-def _inside(address: str | None, networks: Sequence[Network]) -> bool:
+def _parse(address: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     if address is None:
-        return False
+        return None
     try:
-        ip = ipaddress.ip_address(address)
+        return ipaddress.ip_address(address)
     except ValueError:
-        return False
-    return any(ip in network for network in networks)
+        return None
+
+
+def _inside(address: str | None, networks: Sequence[Network]) -> bool:
+    ip = _parse(address)
+    return ip is not None and any(ip in network for network in networks)

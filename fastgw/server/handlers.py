@@ -10,7 +10,7 @@ import msgspec
 from fastgw.canon.tokens import count_request
 from fastgw.codecs.anthropic import inbound as anthropic_inbound
 from fastgw.codecs.anthropic.render import count_tokens_body
-from fastgw.governance.access import Access, Caller
+from fastgw.governance.access import Caller
 from fastgw.outcome import Outcome
 from fastgw.pipeline import JSON, Sink
 from fastgw.runtime import Runtime
@@ -24,7 +24,7 @@ async def count_tokens(runtime: Runtime, caller: Caller, body: bytes, out: Sink,
     use; the model asked for goes on ``outcome`` (recorded should the caller be refused it)."""
     request = anthropic_inbound.to_canon(body, count_only=True)
     outcome.model = request.model
-    Access.admit_model(caller, request.model)
+    runtime.services.access.admit_model(caller, request.model)
     runtime.state.routes.resolve(request.model)
     await out.respond(200, JSON, count_tokens_body(count_request(request)))
 
