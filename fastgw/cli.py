@@ -20,6 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, help="port to bind (default: from config `listen`, else 8080)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes sharing the port (default 1)")
     serve.add_argument(
+        "--backlog", type=int, help="connections queued before a worker accepts them (default: config `backlog`, 2048)"
+    )
+    serve.add_argument(
         "--fake",
         action="store_true",
         help="serve the built-in fake upstreams behind the gateway (no provider key needed)",
@@ -73,6 +76,7 @@ def _serve(args: argparse.Namespace) -> int:
                 int(port) if args.port is None else args.port,
                 args.workers,
                 config.graceful_timeout,
+                config.backlog if args.backlog is None else args.backlog,
             ),
         )
     finally:

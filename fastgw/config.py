@@ -291,6 +291,9 @@ class Config(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
         timeouts: upstream phase timeouts.
         max_body_bytes: the largest request body accepted (413 above it).
         graceful_timeout: seconds in-flight requests get to finish after SIGTERM.
+        backlog: connections the kernel queues on the listening socket before a worker accepts them (``--backlog``
+            overrides it). hypercorn's default of 100 drops SYNs when a fleet of agents connects at once, and each
+            dropped one waits 1 s, then 3 s... to retry; the kernel caps it at ``net.core.somaxconn``.
         data_dir: where embedded state lives (stored Responses-API responses, gateway keys and teams, limit
             counters and the usage table, in SQLite).
         auth: ``auto``: gateway keys are required once any exists; ``required``: always.
@@ -312,6 +315,7 @@ class Config(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     timeouts: Timeouts = Timeouts()
     max_body_bytes: int = 32 * 1024 * 1024
     graceful_timeout: float = 30.0
+    backlog: int = 2048
     data_dir: str = "~/.local/share/fastgw"
     auth: Literal["auto", "required"] = "auto"
     org: Rights = Rights()
@@ -384,6 +388,8 @@ def _check(config: Config, source: str) -> Config:
         if not getattr(metering, field) > 0:
             raise ConfigError(f"{source}: metering.{field}: must be greater than 0")
     _check_tracing(config.tracing, source)
+    if not config.backlog > 0:
+        raise ConfigError(f"{source}: backlog: must be greater than 0")
     for tier in ("haiku", "sonnet", "opus"):
         target = getattr(config.tiers, tier)
         if target is not None:

@@ -475,3 +475,9 @@ def test_route_effort_overrides_are_checked_against_the_ladder() -> None:
         config_module.from_mapping(data, "t.toml", env={})
     data["routes"][0]["efforts"] = {"max": "xhigh"}  # type: ignore[index]
     assert config_module.from_mapping(data, "t.toml", env={}).routes[0].efforts == {"max": "xhigh"}
+
+
+def test_the_listen_backlog_must_be_positive() -> None:
+    assert config_module.from_mapping({}, "test").backlog == 2048
+    with pytest.raises(ConfigError, match="backlog: must be greater than 0"):
+        config_module.from_mapping({"backlog": 0}, "test")

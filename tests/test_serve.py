@@ -565,3 +565,26 @@ def test_sigint_shuts_down_cleanly(tmp_path: Path, workers: int, to_group: bool)
         assert_clean_stderr(server)
         assert_group_gone(server)
         assert connection_refused(server.port)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_listen_backlog_is_large_by_default_and_configurable(tmp_path: Path, workers: int) -> None:
+    """hypercorn's default backlog of 100 drops SYNs when hundreds of agents connect at once (each retries after
+    1 s, 3 s...): fastgw listens with 2048 unless told otherwise (``backlog``, ``--backlog``). What the kernel
+    holds is read back with ``ss`` (a listening socket's Send-Q is its backlog)."""
+    import shutil
+
+    from tests.conftest import require
+
+    ss = shutil.which("ss")
+    require(ss, "ss (iproute2) reads a listening socket's backlog: apt-get install -y iproute2")
+    assert ss is not None
+
+    def backlogs(port: int) -> set[int]:
+        listed = subprocess.run([ss, "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
+        return {int(line.split()[2]) for line in listed.splitlines()}
+
+    with gateway(["--fake", "--workers", str(workers)], tmp_path) as server:
+        assert backlogs(server.port) == {2048}
+    with gateway(["--fake", "--workers", str(workers), "--backlog", "300"], tmp_path) as server:
+        assert backlogs(server.port) == {300}

@@ -43,7 +43,7 @@ PREFIX = "/admin/"
 TOKEN_ENV = "FASTGW_ADMIN_TOKEN"
 SUPERVISOR_ENV = "FASTGW_SUPERVISOR_PID"
 # Read once when a worker starts: a reload cannot rebind the port, move the store or change the drain time.
-_RESTART_ONLY = ("listen", "graceful_timeout", "data_dir", "responses_ttl", "metering", "tracing")
+_RESTART_ONLY = ("listen", "backlog", "graceful_timeout", "data_dir", "responses_ttl", "metering", "tracing")
 _ERRORS = registry.INBOUND[Dialect.OPENAI_CHAT]  # admin clients are scripts and curl: OpenAI's error shape
 _encode = msgspec.json.Encoder().encode
 

@@ -27,7 +27,9 @@ from fastgw.server.app import App
 APP_PATH = "fastgw.server.app:app_from_env()"
 
 
-def hypercorn_config(host: str, port: int, workers: int, graceful_timeout: float) -> HypercornConfig:
+def hypercorn_config(
+    host: str, port: int, workers: int, graceful_timeout: float, backlog: int = 2048
+) -> HypercornConfig:
     """The hypercorn settings fastgw runs with (see tuning.md for each)."""
     coalesce.install()
     config = HypercornConfig()
@@ -36,6 +38,7 @@ def hypercorn_config(host: str, port: int, workers: int, graceful_timeout: float
     config.workers = workers
     config.application_path = APP_PATH
     config.graceful_timeout = graceful_timeout
+    config.backlog = backlog  # hypercorn's default is 100 (Config.backlog in fastgw.config)
     config.keep_alive_timeout = 75  # longer than typical client/LB idle pools, so the client closes first
     config.accesslog = None  # per-request logging stays off the hot path
     config.include_server_header = False  # nothing for a client to act on, and one header less per response
