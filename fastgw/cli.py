@@ -56,10 +56,8 @@ def _serve(args: argparse.Namespace) -> int:
     path = os.path.abspath(args.config) if args.config else None
     if path:
         os.environ["FASTGW_CONFIG"] = path  # what spawned workers load (and reload on SIGHUP)
-    try:
-        config = config_module.load(path) if path else config_module.from_env()
-    except config_module.ConfigError as error:
-        print(f"fastgw: config error: {error}", file=sys.stderr)
+    config = config_module.for_command(path)
+    if config is None:
         return 2
     if not config.providers:
         print(

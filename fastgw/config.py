@@ -11,6 +11,7 @@ import importlib.util
 import ipaddress
 import os
 import re
+import sys
 import tomllib
 from typing import Any, Literal
 
@@ -512,6 +513,21 @@ def load(path: str, env: dict[str, str] | None = None) -> Config:
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: invalid TOML: {error}") from None
     return from_mapping(data, path, env)
+
+
+def read(path: str | None) -> Config:
+    """The config file at ``path``, else the one the environment describes (``from_env``): what ``fastgw serve``,
+    its workers, a reload and the other commands all start from."""
+    return load(path) if path else from_env()
+
+
+def for_command(path: str | None) -> Config | None:
+    """``read(path)`` for a command line: None, with the reason printed to stderr, when the config is invalid."""
+    try:
+        return read(path)
+    except ConfigError as error:
+        print(f"fastgw: config error: {error}", file=sys.stderr)
+        return None
 
 
 def from_env(env: dict[str, str] | None = None) -> Config:

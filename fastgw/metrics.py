@@ -31,7 +31,7 @@ import trio
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from fastgw import errors
-from fastgw.outcome import Outcome, Recorder, Recorders, RecorderStatistics
+from fastgw.outcome import Outcome, PeriodicFlush, Recorder, Recorders, RecorderStatistics
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 MAX_SERIES = 2000
@@ -80,7 +80,7 @@ def _bounded(
     return key if key in cache or len(cache) < MAX_SERIES else fallback
 
 
-class MetricsRecorder:
+class MetricsRecorder(PeriodicFlush):
     """Counts every outcome into Prometheus counters and histograms.
 
     Args:
@@ -271,17 +271,6 @@ class MetricsRecorder:
             amounts[4] += usage.reasoning_tokens
         if price:
             amounts[5] += price
-
-    async def run(self) -> None:
-        """Flush every ``interval`` seconds until ``aclose``; then flush what is left and return."""
-        while not self._closing.is_set():
-            with trio.move_on_after(self._interval):
-                await self._closing.wait()
-            self.flush()
-
-    async def aclose(self) -> None:
-        """Stop: ``run`` flushes what is queued and returns."""
-        self._closing.set()
 
     def statistics(self) -> RecorderStatistics:
         return RecorderStatistics(recorded=self._recorded, dropped=self._dropped, queued=len(self._batch), kept=0)

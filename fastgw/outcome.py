@@ -138,7 +138,29 @@ class Recorder(Protocol):
     def statistics(self) -> RecorderStatistics: ...
 
 
-class MemoryRecorder:
+class PeriodicFlush:
+    """``run`` and ``aclose`` of a recorder that only batches on the request path and ``flush``es every
+    ``interval`` seconds, and once more when closed (``MemoryRecorder``, ``metrics.MetricsRecorder``)."""
+
+    _interval: float
+    _closing: trio.Event
+
+    def flush(self) -> None:
+        raise NotImplementedError
+
+    async def run(self) -> None:
+        """Flush every ``interval`` seconds until ``aclose``; then flush what is left and return."""
+        while not self._closing.is_set():
+            with trio.move_on_after(self._interval):
+                await self._closing.wait()
+            self.flush()
+
+    async def aclose(self) -> None:
+        """Stop taking outcomes; ``run`` returns once it has flushed what was pending."""
+        self._closing.set()
+
+
+class MemoryRecorder(PeriodicFlush):
     """Keeps the last ``keep`` outcomes in memory (``recent``), handed over in batches by ``run``.
 
     ``record`` only appends to a bounded batch (one list append on the request path; no task is woken per request);
@@ -173,17 +195,6 @@ class MemoryRecorder:
         batch, self._batch = self._batch, []
         self.recent.extend(batch)
         self._recorded += len(batch)
-
-    async def run(self) -> None:
-        """Flush every ``interval`` seconds until ``aclose``; then flush what is left and return."""
-        while not self._closing.is_set():
-            with trio.move_on_after(self._interval):
-                await self._closing.wait()
-            self.flush()
-
-    async def aclose(self) -> None:
-        """Stop taking outcomes; ``run`` returns once it has flushed what was pending."""
-        self._closing.set()
 
     async def wait_recorded(self, count: int) -> None:
         """Wait until ``count`` outcomes in all have been recorded, and flush them (for tests)."""

@@ -88,10 +88,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        config = config_module.load(args.config) if args.config else config_module.from_env()
-    except config_module.ConfigError as error:
-        print(f"fastgw: config error: {error}", file=sys.stderr)
+    config = config_module.for_command(args.config)
+    if config is None:
         return 2
     log = AuditLog(config.data_dir)
     if args.command == "audit":

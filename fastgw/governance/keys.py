@@ -26,6 +26,7 @@ from typing import Any, Literal
 import msgspec
 
 from fastgw.config import ConfigError, Rights, check_rights
+from fastgw.governance.stamp import Stamp
 
 KEY_PREFIX = "fgw_"
 
@@ -78,7 +79,7 @@ class KeyStore:
         self.root = Path(data_dir).expanduser()
         self.root.mkdir(parents=True, exist_ok=True)
         self.path = self.root / "governance.sqlite3"
-        self.version_path = self.root / "keys.version"
+        self._stamp = Stamp(self.root / "keys.version")
         self._secret = _secret(self.root / "keys.secret")
         with self._connect() as db:
             for statement in _SCHEMA:
@@ -94,17 +95,8 @@ class KeyStore:
         return hmac.new(self._secret, key.encode(), hashlib.sha256).hexdigest()
 
     def version(self) -> int:
-        """A stamp that changes with every write (the version file's modification time in ns; 0 before any)."""
-        try:
-            return os.stat(self.version_path).st_mtime_ns
-        except FileNotFoundError:
-            return 0
-
-    def _bump(self) -> None:
-        stamp = time.time_ns()
-        with open(self.version_path, "w") as f:
-            f.write(str(stamp))
-        os.utime(self.version_path, ns=(stamp, stamp))
+        """A stamp that changes with every write (0 before any)."""
+        return self._stamp.version()
 
     # -- teams
 
@@ -115,7 +107,7 @@ class KeyStore:
                 db.execute("INSERT INTO teams VALUES (?, ?, ?)", (name, _encode(rights), record.created_at))
             except sqlite3.IntegrityError:
                 raise KeyStoreError(f"team {name!r} already exists") from None
-        self._bump()
+        self._stamp.bump()
         return record
 
     def change_rights(self, kind: Literal["key", "team"], name: str, change: Callable[[Rights], Rights]) -> Changed:
@@ -138,7 +130,7 @@ class KeyStore:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
-        self._bump()
+        self._stamp.bump()
         return Changed(old=old, new=new)
 
     def teams(self) -> list[TeamRecord]:
@@ -169,7 +161,7 @@ class KeyStore:
                 )
             except sqlite3.IntegrityError:
                 raise KeyStoreError(f"a key named {name!r} already exists") from None
-        self._bump()
+        self._stamp.bump()
         return key, record
 
     def revoke(self, name: str) -> KeyRecord:
@@ -179,7 +171,7 @@ class KeyStore:
             ).rowcount
         if not updated:
             raise KeyStoreError(f"no active key named {name!r}")
-        self._bump()
+        self._stamp.bump()
         return next(k for k in self.keys() if k.name == name)
 
     def keys(self) -> list[KeyRecord]:

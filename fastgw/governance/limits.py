@@ -119,7 +119,7 @@ class _Check(msgspec.Struct, frozen=True):
     quota: Quota
 
 
-def _checks(levels: tuple[Level, ...], model: str) -> list[_Check]:
+def _checks(levels: tuple[Level, ...], model: str) -> tuple[_Check, ...]:
     checks = []
     for level in levels:
         rights, name = level.rights, level.name  # "org", "team x", "key y": the kind, a space, the name
@@ -128,7 +128,7 @@ def _checks(levels: tuple[Level, ...], model: str) -> list[_Check]:
         for glob, quota in rights.model_limits.items():
             if fnmatch.fnmatchcase(model, glob) and _limited(quota):
                 checks.append(_Check(f"{name}\x00model\x00{glob}", level.name, f" for models {glob}", quota))
-    return checks
+    return tuple(checks)
 
 
 class SharedLimiter:
@@ -141,7 +141,7 @@ class SharedLimiter:
         self._now = now
         # (id of a caller's levels, model) -> (those levels, their checks): callers of one key share one tuple of
         # levels until a reload rebuilds it (holding it keeps its id from being reused)
-        self._plans: dict[tuple[int, str], tuple[tuple[Level, ...], list[_Check]]] = {}
+        self._plans: dict[tuple[int, str], tuple[tuple[Level, ...], tuple[_Check, ...]]] = {}
         self._admitted = self._refused = self._settled = self._contended = self._reaped = 0
 
     def statistics(self) -> LimiterStatistics:
@@ -174,7 +174,7 @@ class SharedLimiter:
         with self._counters.transaction():
             return transaction(*args)
 
-    def _plan(self, caller: Caller, model: str) -> list[_Check]:
+    def _plan(self, caller: Caller, model: str) -> tuple[_Check, ...]:
         levels = caller.levels
         found = self._plans.get((id(levels), model))
         if found is not None and found[0] is levels:
@@ -230,12 +230,12 @@ class SharedLimiter:
                 total += word & 0xFFFF
         return _WORD.unpack_from(table, base + self._counters.process * _WORD.size)[0], total
 
-    def _admit(self, plan: list[_Check], tokens: int) -> Reservation:
+    def _admit(self, plan: tuple[_Check, ...], tokens: int) -> Reservation:
         counters, now = self._counters, self._now()  # read under the lock: a waiting transaction writes its own time
         counters.maintain(now)
         table, find, unpack = counters.map, counters.find, _BUCKETS.unpack_from
         day, month = _day_number(now), _month_number(now)
-        writes: list[tuple[_Check, int | None, tuple[float, ...], int | None, int]] = []
+        writes: list[tuple[int | None, tuple[float, ...], int | None, int]] = []  # per check, in plan order
         in_flight = False
         for check in plan:
             quota = check.quota
@@ -275,13 +275,15 @@ class SharedLimiter:
                 mine, _ = _add_flight(word, counters.generation, 1)
                 flying += 1
             record = (rpm, rpm_at, tpm, tpm_at, spend_day, day_spend, spend_month, month_spend)
-            writes.append((check, offset, record, mine, flying))
-        created = [
-            counters.create(check.name, now, now + _KEEP) if offset is None else offset for check, offset, *_ in writes
+            writes.append((offset, record, mine, flying))
+        # Every record exists before any is written: a full table refuses the request with nothing charged.
+        offsets = [
+            counters.create(check.name, now, now + _KEEP) if offset is None else offset
+            for check, (offset, *_) in zip(plan, writes, strict=True)
         ]
-        for write, offset in zip(writes, created, strict=True):  # every record exists: nothing can fail now
-            self._write(write[0], offset, write[2], write[3], write[4], now)
-        return Reservation(tokens=tokens, checks=tuple(plan), in_flight=in_flight)
+        for check, offset, (_, values, mine, flying) in zip(plan, offsets, writes, strict=True):
+            self._write(check, offset, values, mine, flying, now)
+        return Reservation(tokens=tokens, checks=plan, in_flight=in_flight)
 
     def _write(
         self, check: _Check, offset: int, record: tuple[float, ...], mine: int | None, flying: int, now: float

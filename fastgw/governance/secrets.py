@@ -26,6 +26,7 @@ import msgspec
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from fastgw.governance.stamp import Stamp
 from fastgw.route.health import fingerprint
 
 MASTER_KEY_ENV = "FASTGW_MASTER_KEY"
@@ -121,7 +122,7 @@ class ProviderKeys:
         root = Path(data_dir).expanduser()
         root.mkdir(parents=True, exist_ok=True)
         self.path = root / "provider_keys.sqlite3"
-        self.version_path = root / "provider_keys.version"
+        self._stamp = Stamp(root / "provider_keys.version")
         with self._connect() as db:
             db.execute(_SCHEMA)
 
@@ -131,16 +132,8 @@ class ProviderKeys:
         return db
 
     def version(self) -> int:
-        """A stamp that changes with every add or remove (the version file's mtime in ns; 0 before any)."""
-        try:
-            return os.stat(self.version_path).st_mtime_ns
-        except FileNotFoundError:
-            return 0
-
-    def _bump(self) -> None:
-        stamp = time.time_ns()
-        self.version_path.write_text(str(stamp))
-        os.utime(self.version_path, ns=(stamp, stamp))
+        """A stamp that changes with every add or remove (0 before any)."""
+        return self._stamp.version()
 
     def add(self, provider: str, key: str, master: bytes) -> StoredKey:
         """Encrypt and store ``key`` for ``provider``.
@@ -164,7 +157,7 @@ class ProviderKeys:
                 )
             except sqlite3.IntegrityError:
                 raise AlreadyStored(f"{provider} already has key {record.fingerprint}") from None
-        self._bump()
+        self._stamp.bump()
         return record
 
     def remove(self, provider: str, key_fingerprint: str) -> None:
@@ -179,7 +172,7 @@ class ProviderKeys:
             ).rowcount
         if not gone:
             raise NotStored(f"{provider} has no stored key {key_fingerprint}")
-        self._bump()
+        self._stamp.bump()
 
     def stored(self) -> list[StoredKey]:
         """Every stored key's provider and fingerprint, oldest first."""

@@ -33,10 +33,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError:
         print(f"fastgw: --since: expected YYYY-MM-DD, got {args.since!r}", file=sys.stderr)
         return 2
-    try:
-        config = config_module.load(args.config) if args.config else config_module.from_env()
-    except config_module.ConfigError as error:
-        print(f"fastgw: config error: {error}", file=sys.stderr)
+    config = config_module.for_command(args.config)
+    if config is None:
         return 2
     store = UsageStore(config.data_dir)
     by: By = args.by

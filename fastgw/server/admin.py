@@ -82,7 +82,7 @@ class Reloader:
         """
         old = self.runtime.state
         try:
-            config = config_module.load(self.path) if self.path else config_module.from_env()
+            config = config_module.read(self.path)
             state = self.runtime.reload(config)
         except config_module.ConfigError as error:
             # ConfigError names files, key paths and variables, never their values: safe to log.

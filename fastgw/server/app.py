@@ -223,5 +223,5 @@ def app_from_env() -> App:
     configure_logging()
     coalesce.install()  # spawned workers build their protocol classes here, not in the parent
     path = os.environ.get("FASTGW_CONFIG")
-    config = config_module.load(path) if path else config_module.from_env()
+    config = config_module.read(path)
     return App(config, config_path=path, signals=True)
