@@ -5,26 +5,43 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import httpx
+import msgspec
 import pytest
 import trio
 
+from fastgw.server import coalesce
 from fastgw.testing.fake_upstream import FakeUpstream
 from tests.conftest import Running
 
 HELLO = [{"role": "user", "content": "hello"}]
 
 
+direct: list[tuple[int, int]] = []
+"""Each direct write tried by the current test: bytes offered, bytes the kernel took."""
+
+
 @pytest.fixture
 def writes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[int, bytes]]]:
-    """Every ``send_all`` made in this process, with the local port of the socket that made it."""
+    """Every write made in this process (``send_all``, and the direct writes of a streamed body), with the local
+    port of the socket that made it."""
     seen: list[tuple[int, bytes]] = []
+    direct.clear()
     original = trio.SocketStream.send_all
+    original_now = coalesce.write_now
 
     async def send_all(self: trio.SocketStream, data: bytes) -> None:
         seen.append((self.socket.getsockname()[1], bytes(data)))
         await original(self, data)
 
+    def write_now(sock: trio.socket.SocketType, data: bytes) -> int:
+        written = original_now(sock, data)
+        if written:
+            seen.append((sock.getsockname()[1], bytes(data[:written])))
+        direct.append((len(data), written))
+        return written
+
     monkeypatch.setattr(trio.SocketStream, "send_all", send_all)
+    monkeypatch.setattr(coalesce, "write_now", write_now)
     yield seen
 
 
@@ -60,3 +77,58 @@ async def test_error_responses_are_one_write_too(gateway: Running, writes: list[
     assert response.status_code == 400
     ours = [data for port, data in writes if port == _port(gateway.url)]
     assert len(ours) == 1 and b"invalid_request_error" in ours[0]
+
+
+async def test_stream_events_after_the_head_are_written_directly(
+    gateway: Running, writes: list[tuple[int, bytes]]
+) -> None:
+    """Each relayed event is one write straight to the socket, none through hypercorn's send path."""
+    body = {"model": "fake-stream-50", "max_tokens": 99, "stream": True, "messages": HELLO}
+    async with httpx.AsyncClient() as http:
+        response = await http.post(gateway.url + "/v1/messages", json=body)
+    assert response.content.count(b"event: content_block_delta") >= 40
+    ours = [data for port, data in writes if port == _port(gateway.url)]
+    assert len(direct) >= 10 and all(written == offered for offered, written in direct)  # upstream reads may join events
+    assert len(ours) == len(direct) + 1  # ... and the last chunk (h11's end of message) the ordinary way
+    assert ours[-1] == b"0\r\n\r\n"
+
+
+async def test_a_reader_too_slow_for_the_socket_buffer_still_gets_every_byte_in_order(
+    gateway: Running, writes: list[tuple[int, bytes]]
+) -> None:
+    """When the kernel takes only part of a write (the client is not reading), the rest goes the ordinary way,
+    which waits for room: nothing is lost, reordered or duplicated."""
+    body = msgspec.json.encode({"model": "fake-stream-1000", "max_tokens": 9999, "stream": True, "messages": HELLO})
+    host, port = gateway.url.removeprefix("http://").rsplit(":", 1)
+    sock = trio.socket.socket()
+    sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, 4096)
+    await sock.connect((host, int(port)))
+    head = f"POST /v1/messages HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n"
+    await sock.send(head.encode() + b"content-length: %d\r\n\r\n" % len(body) + body)
+    with trio.fail_after(10):
+        while not any(written < offered for offered, written in direct):  # the gateway filled the socket buffers
+            await trio.sleep(0.01)
+        received = bytearray()
+        while not received.endswith(b"\r\n0\r\n\r\n"):
+            data = await sock.recv(65536)
+            assert data
+            received += data
+    sock.close()
+    text = _unchunk(bytes(received.partition(b"\r\n\r\n")[2])).decode()
+    deltas = [msgspec.json.decode(line[6:])["delta"]["text"] for line in text.splitlines() if '"text_delta"' in line]
+    assert len(deltas) >= 900 and "".join(deltas).startswith("Lorem ipsum dolor sit amet")
+    assert text.rstrip().endswith('data: {"type":"message_stop"}')
+    script = "".join(deltas)
+    assert script == (script[:101] * (len(script) // 101 + 1))[: len(script)]  # the fake's text repeats every 101
+
+
+def _unchunk(body: bytes) -> bytes:
+    out, pos = bytearray(), 0
+    while True:
+        eol = body.index(b"\r\n", pos)
+        size = int(body[pos:eol], 16)
+        if not size:
+            return bytes(out)
+        out += body[eol + 2 : eol + 2 + size]
+        assert body[eol + 2 + size : eol + 4 + size] == b"\r\n"
+        pos = eol + 4 + size

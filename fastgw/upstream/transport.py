@@ -17,6 +17,7 @@ a fresh connection, because no byte of the response was seen.
 
 from __future__ import annotations
 
+import os
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator
@@ -28,19 +29,51 @@ import trio
 from fastgw.upstream.framing import BodyDecoder, FramingError, parse_head
 
 _READ = 65536
+_STREAK = 16
 Origin = tuple[str, str, int]
 
 
 class _Connection:
-    __slots__ = ("stream", "idle_since")
+    """One kept-alive upstream connection.
+
+    Reads from a plain TCP connection skip trio's stream layers: the socket is read directly, and only when it has
+    nothing does the read wait for it (a checkpoint). Each upstream event of a relayed stream is one such read;
+    ``SocketStream.receive_some`` would add a speculative ``recv``, an error-translating context manager, a conflict
+    detector and a scheduler round after every successful read (tuning.md, issue 11). ``_STREAK`` immediate reads
+    in a row go the ordinary way once, so a stream whose data is always there still yields to the other tasks and
+    sees cancellation. TLS connections always go through their ``SSLStream``.
+    """
+
+    __slots__ = ("stream", "socket", "idle_since", "_streak")
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
+        self.socket = stream.socket if isinstance(stream, trio.SocketStream) else None
         self.idle_since = 0.0
+        self._streak = 0
 
     async def receive(self, idle: float | None) -> bytes:
-        # A bare CancelScope, not trio.fail_after: this runs once per upstream event, and fail_after's
-        # generator-based context manager cost ~7% of a relayed stream's CPU (py-spy, bench stream scenarios).
+        sock = self.socket
+        if sock is not None and self._streak < _STREAK:
+            try:
+                data = os.read(sock.fileno(), _READ)
+            except BlockingIOError:
+                pass
+            else:
+                self._streak += 1
+                return data
+            # A bare CancelScope, not trio.fail_after: fail_after's generator-based context manager cost ~7% of a
+            # relayed stream's CPU (py-spy, bench stream scenarios).
+            self._streak = 0
+            with trio.CancelScope(deadline=trio.current_time() + idle if idle is not None else float("inf")):
+                while True:
+                    await trio.lowlevel.wait_readable(sock)
+                    try:
+                        return os.read(sock.fileno(), _READ)
+                    except BlockingIOError:  # woken without data (rare): wait again
+                        continue
+            raise trio.TooSlowError  # reached only when the deadline cancelled the wait
+        self._streak = 0
         with trio.CancelScope(deadline=trio.current_time() + idle if idle is not None else float("inf")):
             return bytes(await self.stream.receive_some(_READ))
         raise trio.TooSlowError  # reached only when the deadline cancelled the receive
