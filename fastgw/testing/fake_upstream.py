@@ -1,9 +1,10 @@
 """A scriptable fake LLM provider speaking the real OpenAI Chat, OpenAI Responses and Anthropic Messages wire formats.
 
 The request's ``model`` selects a :class:`Script` (or a function of the :class:`Prompt` returning one) from
-``FakeUpstream.scripts``, seeded from :data:`SCENARIOS`; ``fake-stream-N`` streams about N content deltas and any
-other unknown model echoes the last user text. Every script serves all three endpoints over HTTP/1.1. Run
-standalone with ``python -m fastgw.testing.fake_upstream --host H --port P [--strict]``.
+``FakeUpstream.scripts``, seeded from :data:`SCENARIOS`; ``fake-stream-N`` streams about N content deltas,
+``fake-paced-N-MS`` streams N text deltas MS milliseconds apart, each stamped with its send time (see
+:func:`_paced_script`), and any other unknown model echoes the last user text. Every script serves all three
+endpoints over HTTP/1.1. Run standalone with ``python -m fastgw.testing.fake_upstream --host H --port P [--strict]``.
 
 By default the fake answers any body it can read. In strict mode (``FakeUpstream(strict=True)``) it first validates
 each request the way the real provider does (:mod:`fastgw.testing.strict`) and refuses what the real API refuses,
@@ -17,6 +18,7 @@ import os
 import re
 import signal
 import socket
+import time
 from collections.abc import Callable, Sequence
 from functools import lru_cache, partial
 from http import HTTPStatus
@@ -32,12 +34,14 @@ from fastgw.testing.fake_wire import (
     ANTHROPIC_MESSAGES,
     DECODE_REQUEST,
     OPENAI_CHAT,
+    STAMP_PLACEHOLDER,
     TOKEN_PLACEHOLDER,
     Dialect,
     Prompt,
     Rendered,
     Script,
     json_response,
+    send_stamp,
 )
 
 __all__ = ["SCENARIOS", "FakeStatistics", "FakeUpstream", "Prompt", "RecordedRequest", "Script", "ScriptSource", "main"]
@@ -48,6 +52,7 @@ ScriptSource: TypeAlias = Script | Callable[[Prompt], Script]
 _ENCODE: Final = msgspec.json.Encoder().encode
 _DECODE_ANY: Final = msgspec.json.Decoder().decode
 _STREAM_MODEL: Final = re.compile(r"fake-stream-(\d+)")
+_PACED_MODEL: Final = re.compile(r"fake-paced-(\d+)-(\d+)")
 _RECEIVE_SIZE: Final = 65536
 _REASONS: Final = {status.value: status.phrase.encode() for status in HTTPStatus} | {529: b"Overloaded"}
 _VALIDATORS: Final[dict[Dialect, Callable[[Any, bool], None]]] = {
@@ -155,6 +160,17 @@ def _stream_script(deltas: int) -> Script:
     return Script(text=(_LOREM * (length // len(_LOREM) + 1))[:length], chunk_size=size)
 
 
+@lru_cache(maxsize=64)
+def _paced_script(deltas: int, interval_ms: int) -> Script:
+    """The ``fake-paced-N-MS`` script: N text deltas, each its send stamp and a space, ``MS`` ms apart.
+
+    A stream of tokens trickling in, as agents hold them open; the stamps let a client measure how late each delta
+    reaches it (``bench paced``). Cached so its rendered bytes are cached too.
+    """
+    piece = STAMP_PLACEHOLDER.decode() + " "
+    return Script(text=piece * deltas, chunk_size=len(piece), pace=interval_ms / 1000)
+
+
 def _token() -> bytes:
     return os.urandom(len(TOKEN_PLACEHOLDER) // 2).hex().encode()
 
@@ -235,12 +251,17 @@ class FakeUpstream:
             task_status.started(self._base_url)
 
     def _source(self, model: str) -> ScriptSource:
-        """Resolve a model name: registered scripts, then ``fake-stream-N``, then the ``fake-text`` echo."""
+        """Resolve a model name: registered scripts, ``fake-stream-N``, ``fake-paced-N-MS``, the ``fake-text`` echo."""
         source = self.scripts.get(model)
         if source is not None:
             return source
         match = _STREAM_MODEL.fullmatch(model)
-        return _stream_script(int(match[1])) if match else self.scripts.get("fake-text", _echo)
+        if match:
+            return _stream_script(int(match[1]))
+        match = _PACED_MODEL.fullmatch(model)
+        if match:
+            return _paced_script(int(match[1]), int(match[2]))
+        return self.scripts.get("fake-text", _echo)
 
     async def _serve_connection(self, stream: trio.SocketStream) -> None:
         stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)  # trio's default too; SSE needs it
@@ -331,6 +352,8 @@ class FakeUpstream:
                 self._templates[key] = (script, rendered)
         if script.first_byte_delay:
             await trio.sleep(script.first_byte_delay)
+        if script.pace:
+            return await _send_paced(connection, stream, rendered, _token(), script.pace)
         return await _send(connection, stream, rendered, _token(), script.event_delay)
 
 
@@ -384,6 +407,43 @@ async def _send(
     for index, data in enumerate(writes):
         if event_delay and index:
             await trio.sleep(event_delay)
+        await stream.send_all(data)
+    return rendered.complete
+
+
+async def _send_paced(
+    connection: h11.Connection, stream: trio.SocketStream, rendered: Rendered, token: bytes, pace: float
+) -> bool:
+    """Write a paced response (:attr:`Script.pace`): stamped deltas on a fixed schedule, other events at once.
+
+    The schedule is on trio's clock (delta k at start + k * ``pace``, so a late wake-up does not push the rest back);
+    the stamp is ``time.monotonic()`` just before the write, so what the client measures starts when the byte
+    leaves, not when the delta was due. Returns False if the connection must close.
+    """
+    reason = _REASONS.get(rendered.status, b"")
+    head = connection.send(h11.Response(status_code=rendered.status, headers=rendered.headers, reason=reason)) or b""
+    if rendered.events is None:
+        body = rendered.body.replace(TOKEN_PLACEHOLDER, token).replace(STAMP_PLACEHOLDER, send_stamp(time.monotonic()))
+        await stream.send_all(head + (connection.send(h11.Data(data=body)) or b""))
+        return rendered.complete
+    framed = connection.their_http_version != b"1.0"
+    last = len(rendered.events) - 1
+    start = trio.current_time()
+    due = 0
+    for index, event in enumerate(rendered.events):
+        stamps = event.count(STAMP_PLACEHOLDER)
+        if stamps == 1:
+            await trio.sleep_until(start + due * pace)
+            due += 1
+        data = event.replace(TOKEN_PLACEHOLDER, token)
+        if stamps:
+            data = data.replace(STAMP_PLACEHOLDER, send_stamp(time.monotonic()))
+        if framed:
+            data = _chunk(data)
+        if index == 0:
+            data = head + data
+        if index == last and rendered.complete:
+            data += connection.send(h11.EndOfMessage()) or b""
         await stream.send_all(data)
     return rendered.complete
 
