@@ -29,6 +29,7 @@ import msgspec
 import trio
 
 from fastgw.testing import strict as strict_rules
+from fastgw.testing.fake_pacer import PacedStream, Pacer
 from fastgw.testing.fake_responses import OPENAI_RESPONSES
 from fastgw.testing.fake_wire import (
     ANTHROPIC_MESSAGES,
@@ -213,6 +214,7 @@ class FakeUpstream:
         self._request_count = 0
         self._active_connections = 0
         self._total_connections = 0
+        self._pacer = Pacer()
 
     @property
     def base_url(self) -> str:
@@ -230,13 +232,20 @@ class FakeUpstream:
         return FakeStatistics(self._request_count, self._active_connections, self._total_connections)
 
     async def serve(
-        self, host: str = "127.0.0.1", port: int = 0, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        reuse_port: bool = False,
+        task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Listen and serve until cancelled; use with ``nursery.start`` to wait until bound.
 
         Args:
             host: Interface to bind.
             port: TCP port, 0 for a free one.
+            reuse_port: Bind with ``SO_REUSEPORT``, so that several fake processes can share ``port`` (the kernel
+                spreads the connections over them): one process is one core, and a thousand paced streams need more.
             task_status: Receives :attr:`base_url` once listening.
 
         Raises:
@@ -245,7 +254,12 @@ class FakeUpstream:
         if self.strict:
             await trio.to_thread.run_sync(strict_rules.preload)  # about a second, once per process
         async with trio.open_nursery() as nursery:
-            listeners = await nursery.start(partial(trio.serve_tcp, self._serve_connection, port, host=host))
+            nursery.start_soon(self._pacer.run)
+            if reuse_port:
+                sockets = [await _reuse_port_listener(host, port)]
+                listeners = await nursery.start(trio.serve_listeners, self._serve_connection, sockets)
+            else:
+                listeners = await nursery.start(partial(trio.serve_tcp, self._serve_connection, port, host=host))
             bound_port = listeners[0].socket.getsockname()[1]
             self._base_url = f"http://[{host}]:{bound_port}" if ":" in host else f"http://{host}:{bound_port}"
             task_status.started(self._base_url)
@@ -353,8 +367,23 @@ class FakeUpstream:
         if script.first_byte_delay:
             await trio.sleep(script.first_byte_delay)
         if script.pace:
-            return await _send_paced(connection, stream, rendered, _token(), script.pace)
+            return await _send_paced(connection, stream, rendered, _token(), self._pacer, script.pace)
         return await _send(connection, stream, rendered, _token(), script.event_delay)
+
+
+async def _reuse_port_listener(host: str, port: int) -> trio.SocketListener:
+    """A listener bound with ``SO_REUSEPORT`` (and the backlog trio would choose: as deep as the system allows)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = trio.socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        await sock.bind((host, port))
+        sock.listen(0xFFFF)
+    except OSError:
+        sock.close()
+        raise
+    return trio.SocketListener(sock)
 
 
 def _api_key(request: h11.Request) -> str:
@@ -412,13 +441,17 @@ async def _send(
 
 
 async def _send_paced(
-    connection: h11.Connection, stream: trio.SocketStream, rendered: Rendered, token: bytes, pace: float
+    connection: h11.Connection, stream: trio.SocketStream, rendered: Rendered, token: bytes, pacer: Pacer, pace: float
 ) -> bool:
-    """Write a paced response (:attr:`Script.pace`): stamped deltas on a fixed schedule, other events at once.
+    """Write a paced response (:attr:`Script.pace`): the head and opening events now, the deltas through ``pacer``.
 
-    The schedule is on trio's clock (delta k at start + k * ``pace``, so a late wake-up does not push the rest back);
-    the stamp is ``time.monotonic()`` just before the write, so what the client measures starts when the byte
-    leaves, not when the delta was due. Returns False if the connection must close.
+    Each delta goes out with the events that follow it up to the next delta (the last one with the closing events
+    and the end of the body); ``pacer`` writes them on a fixed schedule, stamping each with ``time.monotonic()`` as
+    it writes, so what a client measures starts when the byte leaves, not when the delta was due. Returns False if
+    the connection must close.
+
+    Raises:
+        trio.BrokenResourceError: If the connection broke while the pacer wrote to it.
     """
     reason = _REASONS.get(rendered.status, b"")
     head = connection.send(h11.Response(status_code=rendered.status, headers=rendered.headers, reason=reason)) or b""
@@ -427,32 +460,42 @@ async def _send_paced(
         await stream.send_all(head + (connection.send(h11.Data(data=body)) or b""))
         return rendered.complete
     framed = connection.their_http_version != b"1.0"
-    last = len(rendered.events) - 1
-    start = trio.current_time()
-    due = 0
-    for index, event in enumerate(rendered.events):
-        stamps = event.count(STAMP_PLACEHOLDER)
-        if stamps == 1:
-            await trio.sleep_until(start + due * pace)
-            due += 1
+    writes = [head]
+    for event in rendered.events:
         data = event.replace(TOKEN_PLACEHOLDER, token)
-        if stamps:
-            data = data.replace(STAMP_PLACEHOLDER, send_stamp(time.monotonic()))
-        if framed:
-            data = _chunk(data)
-        if index == 0:
-            data = head + data
-        if index == last and rendered.complete:
-            data += connection.send(h11.EndOfMessage()) or b""
-        await stream.send_all(data)
-    return rendered.complete
+        data = _chunk(data) if framed else data
+        if event.count(STAMP_PLACEHOLDER) == 1:
+            writes.append(data)
+        else:
+            writes[-1] += data
+    if rendered.complete:
+        writes[-1] += connection.send(h11.EndOfMessage()) or b""
+    await stream.send_all(writes[0])
+    if len(writes) == 1:
+        return rendered.complete
+    paced = PacedStream(stream.socket.fileno(), writes[1:], trio.current_time(), pace)
+    try:
+        pacer.add(paced)
+        while True:
+            await paced.wake.wait()
+            paced.wake = trio.Event()
+            if paced.failed:
+                raise trio.BrokenResourceError("the client went away during a paced stream")
+            if paced.pending:
+                data, paced.pending = paced.pending, b""
+                await stream.send_all(data)
+            if paced.finished:
+                return rendered.complete
+            pacer.add(paced)
+    finally:
+        paced.closed = True  # the socket closes after this: the pacer must never write to its number again
 
 
 def _chunk(data: bytes) -> bytes:
     return b"%x\r\n%b\r\n" % (len(data), data)
 
 
-async def _run(host: str, port: int, strict: bool) -> None:
+async def _run(host: str, port: int, strict: bool, reuse_port: bool) -> None:
     fake = FakeUpstream(record_requests=False, strict=strict)
     if strict:
         try:
@@ -461,7 +504,7 @@ async def _run(host: str, port: int, strict: bool) -> None:
             raise SystemExit(f"--strict needs the test extras (pip install 'fastgw[test]'): {error}") from None
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            await nursery.start(partial(fake.serve, host, port))
+            await nursery.start(partial(fake.serve, host, port, reuse_port=reuse_port))
             print(f"listening on {fake.base_url}", flush=True)
             async for _ in signals:
                 nursery.cancel_scope.cancel()
@@ -472,7 +515,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Run the fake standalone until SIGINT or SIGTERM.
 
     Args:
-        argv: Command-line arguments (default ``sys.argv[1:]``): ``--host``, ``--port`` and ``--strict``.
+        argv: Command-line arguments (default ``sys.argv[1:]``): ``--host``, ``--port``, ``--strict`` and
+            ``--reuse-port``.
     """
     parser = argparse.ArgumentParser(prog="python -m fastgw.testing.fake_upstream", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
@@ -482,8 +526,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         action="store_true",
         help="refuse what the real APIs refuse, with their own 400 (needs the test extras: SDKs and pydantic)",
     )
+    parser.add_argument(
+        "--reuse-port", action="store_true", help="bind with SO_REUSEPORT, to share the port with other fakes"
+    )
     args = parser.parse_args(argv)
-    trio.run(_run, args.host, args.port, args.strict)
+    trio.run(_run, args.host, args.port, args.strict, args.reuse_port)
 
 
 if __name__ == "__main__":
