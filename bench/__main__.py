@@ -169,7 +169,7 @@ def _paced_parser(commands: Any) -> None:
     )
     paced.add_argument("--no-peers", action="store_true", help="measure no peer")
     paced.add_argument(
-        "--peer-max-streams", type=_positive(int), default=1000, help="largest stream count given to a peer (1000)"
+        "--peer-max-streams", type=_positive(int), default=500, help="largest stream count given to a peer (500)"
     )
     paced.add_argument("--loadgen-procs", type=_positive(int), default=2, help="load generator processes (default 2)")
     paced.add_argument(
