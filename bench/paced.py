@@ -24,7 +24,7 @@ import msgspec
 
 from bench.memory import roles
 from bench.paced_load import encode_request
-from bench.paced_procs import Generators, Peaks, cpu_seconds, settle
+from bench.paced_procs import Generators, Peaks, cpu_seconds, machine_busy_seconds, settle
 from bench.paced_stats import (
     IdleCpu,
     PacedRow,
@@ -143,11 +143,14 @@ def measure(
     settle(pids)
     started = time.monotonic()
     cpu, fake_cpu, load_cpu = cpu_seconds(pids), cpu_seconds(fake), cpu_seconds(load.pids)
+    busy = machine_busy_seconds()
     with Peaks(serving(target.root) if target.root is not None else []) as peaks:
         tally = load.run(target.port, encoded, streams, options)
     seconds = time.monotonic() - started
+    busy = machine_busy_seconds() - busy
     cpu, fake_cpu = cpu_seconds(pids) - cpu, cpu_seconds(fake) - fake_cpu
     load_cpu = cpu_seconds(load.pids) - load_cpu
+    ours = cpu + load_cpu + (fake_cpu if target.root is not None else 0.0)
     latency, delivered = summarize(tally)
     return PacedRow(
         target=target.name,
@@ -166,6 +169,7 @@ def measure(
         target_cpu=cpu / seconds,
         fake_cpu=fake_cpu / seconds,
         loadgen_us_per_event=per_event_us(load_cpu, tally.delivered),
+        other_cpu=max(0.0, busy - ours) / seconds,
         memory=peaks.memory(),
         seconds=seconds,
     )

@@ -5,6 +5,7 @@ CPU comes from every thread's ``schedstat`` (nanoseconds), memory from ``/proc/<
 
 from __future__ import annotations
 
+import os
 import select
 import subprocess
 import sys
@@ -41,6 +42,16 @@ def cpu_seconds(pids: Sequence[int]) -> float:
             except (OSError, ValueError, IndexError):
                 pass
     return total / 1e9
+
+
+def machine_busy_seconds() -> float:
+    """CPU time every core of the machine spent busy since boot (``/proc/stat``: all but idle and iowait), seconds.
+
+    The bench shares the machine: what the measured processes did not use of it over a job is other work's.
+    """
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(value) for value in fields)
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 class Generators:

@@ -135,6 +135,7 @@ def _row(row: PacedRow) -> list[str]:
         f"{row.target_cpu:.2f}",
         f"{row.fake_cpu:.2f}",
         _us(row.loadgen_us_per_event),
+        f"{row.other_cpu:.2f}",
         memory,
     ]
 
@@ -155,6 +156,7 @@ ROW_HEADER = [
     "target cores",
     "fake cores",
     "loadgen us/event",
+    "other cores",
     "RSS MB per worker",
 ]
 

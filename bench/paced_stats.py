@@ -128,6 +128,8 @@ class PacedRow(msgspec.Struct, kw_only=True):
         target_cpu: CPU of the target's tree over the job's wall time (1.0 is one core busy).
         fake_cpu: CPU of the fake upstream over the job's wall time.
         loadgen_us_per_event: CPU of the load generators over the deltas delivered, in us.
+        other_cpu: CPU the rest of the machine used over the job's wall time (busy cores, ``/proc/stat``, minus the
+            target, the fake and the load generators): work of others sharing the cores.
         memory: The serving processes' memory.
         seconds: The job's wall time.
     """
@@ -149,6 +151,7 @@ class PacedRow(msgspec.Struct, kw_only=True):
     target_cpu: float
     fake_cpu: float
     loadgen_us_per_event: float | None
+    other_cpu: float = 0.0
     memory: list[WorkerMemory] = []
     seconds: float
 
