@@ -151,13 +151,14 @@ def measure(
     cpu, fake_cpu = cpu_seconds(pids) - cpu, cpu_seconds(fake) - fake_cpu
     load_cpu = cpu_seconds(load.pids) - load_cpu
     ours = cpu + load_cpu + (fake_cpu if target.root is not None else 0.0)
-    latency, delivered = summarize(tally)
+    latency, steady, delivered = summarize(tally)
     return PacedRow(
         target=target.name,
         scenario=scenario,
         workers=target.workers,
         streams=streams,
         latency=latency,
+        steady=steady,
         delivered=delivered,
         events=tally.delivered,
         complete=tally.complete,

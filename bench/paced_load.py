@@ -24,6 +24,8 @@ import trio
 from bench.paced_stats import StreamScanner, Tally
 
 RECEIVE_SIZE = 65536
+STEADY_MARGIN = 0.5
+"""Seconds after the ramp's end from which a delta counts as steady state (the last requests are handled by then)."""
 TRANSPORT_ERRORS = (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
 
@@ -35,6 +37,7 @@ class PacedJob(msgspec.Struct, frozen=True, kw_only=True):
         request: The whole HTTP/1.1 request, head and body.
         offsets: When to open each stream's connection, in seconds after ``start_at``.
         start_at: ``time.monotonic()`` of the ramp's start (the same for every process of the job).
+        ramp: Seconds the ramp lasts (the largest offset of the whole job, every process included).
         events: Deltas per stream.
         interval: Seconds between deltas.
         grace: Seconds after a stream's schedule (request sent + (events - 1) * interval) before it is given up.
@@ -45,6 +48,7 @@ class PacedJob(msgspec.Struct, frozen=True, kw_only=True):
     request: bytes
     offsets: list[float]
     start_at: float
+    ramp: float = 0.0
     events: int
     interval: float
     grace: float
@@ -87,6 +91,8 @@ class _Job:
         self.epoll = select.epoll()
         self.streams: dict[int, _Stream] = {}
         self.latencies: list[int] = []
+        self.steady: list[int] = []
+        self.steady_after = job.start_at + job.ramp + STEADY_MARGIN
         self.delivered = 0
         self.complete = 0
         self.late = 0
@@ -135,6 +141,7 @@ class _Job:
         """Scan whatever arrived on any stream's socket, until cancelled."""
         streams = self.streams
         latencies = self.latencies
+        steady, steady_after = self.steady, self.steady_after
         while True:
             await trio.lowlevel.wait_readable(self.epoll.fileno())
             for fd, _ in self.epoll.poll(0):
@@ -155,7 +162,11 @@ class _Job:
                         state.error = f"status {data[9:12].decode(errors='replace')}"
                 stamps = state.scanner.feed(data) if data else []
                 self.delivered += len(stamps)
-                latencies.extend([int((now - stamp) * 1e9) for stamp in stamps])
+                for stamp in stamps:
+                    latency = int((now - stamp) * 1e9)
+                    latencies.append(latency)
+                    if stamp >= steady_after:
+                        steady.append(latency)
                 if not data or state.error or state.scanner.terminal:
                     del streams[fd]
                     self.epoll.unregister(fd)
@@ -184,6 +195,7 @@ async def run(job: PacedJob) -> Tally:
         lost=sum(state.errors.values()),
         errors=dict(state.errors),
         latencies_ns=state.latencies,
+        steady_ns=state.steady,
         cpu_seconds=time.process_time() - cpu,
     )
 

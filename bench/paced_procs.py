@@ -89,6 +89,7 @@ class Generators:
                 request=request,
                 offsets=offsets[index :: len(procs)],
                 start_at=start_at,
+                ramp=offsets[-1],
                 events=options.events,
                 interval=interval,
                 grace=options.grace,

@@ -25,6 +25,8 @@ from bench.paced_stats import (
 from bench.stats import Dist
 
 HEADLINE = "anthropic-chat"
+CONTENDED_CORES = 0.25
+"""Average cores used by other work during the jobs above which the report says the figures are contended."""
 
 
 class PacedReport(msgspec.Struct, kw_only=True):
@@ -129,6 +131,7 @@ def _row(row: PacedRow) -> list[str]:
         str(row.streams),
         *(_ms(row.latency, f) for f in ("p50", "p95", "p99")),
         *(_ms(row.added, f) for f in ("p50", "p95", "p99")),
+        _ms(row.steady_added, "p99"),
         f"{row.delivered:.1%}",
         f"{row.complete}/{row.late}/{row.lost}" + (f" ({errors})" if errors else ""),
         _us(row.cpu_us_per_event),
@@ -150,6 +153,7 @@ ROW_HEADER = [
     "added p50",
     "added p95",
     "added p99",
+    "steady added p99",
     "delivered",
     "complete/late/lost",
     "CPU us/event",
@@ -159,6 +163,18 @@ ROW_HEADER = [
     "other cores",
     "RSS MB per worker",
 ]
+
+
+def _contention(rows: list[PacedRow]) -> list[str]:
+    """A line on how busy the rest of the machine was during the jobs."""
+    if not rows:
+        return []
+    mean = sum(row.other_cpu for row in rows) / len(rows)
+    note = f"Other work on the machine used {mean:.2f} cores on average during the jobs (at most "
+    note += f"{max(row.other_cpu for row in rows):.2f}; column *other cores*)"
+    if mean > CONTENDED_CORES:
+        note += ": the targets ran on fewer cores than the machine has, so latency and delivery are pessimistic"
+    return [note + "."]
 
 
 def markdown(report: PacedReport) -> str:
@@ -174,7 +190,7 @@ def markdown(report: PacedReport) -> str:
         f"Each stream: {options['events']} text deltas {options['interval_ms']} ms apart (`fake-paced-"
         f"{options['events']}-{options['interval_ms']}`), connections opened over {options['ramp_seconds']:g} s, "
         f"{options['grace']:g} s grace. Latency = arrival at the client minus the fake's send stamp, per delta; added "
-        "= gateway minus direct at the same stream count.",
+        "= gateway minus direct at the same stream count; steady = deltas sent from 0.5 s after the ramp's end.",
         "",
         "## Targets",
         "",
@@ -206,6 +222,7 @@ def markdown(report: PacedReport) -> str:
     for scenario in dict.fromkeys(row.scenario for row in report.rows):
         lines += ["", f"## Streams: {scenario}", ""]
         lines += _table(ROW_HEADER, (_row(row) for row in report.rows if row.scenario == scenario))
+    lines += ["", *_contention(report.rows)]
     if report.skipped:
         lines += ["", "## Skipped or capped", ""]
         lines += [f"- {name}: {why}" for name, why in report.skipped.items()]

@@ -69,6 +69,7 @@ class Tally(msgspec.Struct, kw_only=True):
         lost: Streams that failed: connection refused or reset, a status other than 200, or closed early.
         errors: Failure kind to count (``status 502``, ``ConnectionResetError``, ``closed early``...).
         latencies_ns: ``arrival - stamp`` of every delivered delta, in nanoseconds.
+        steady_ns: The same, of the deltas sent from half a second after the ramp's end (every connection open).
         cpu_seconds: CPU the load generator process(es) used for the job.
     """
 
@@ -80,6 +81,7 @@ class Tally(msgspec.Struct, kw_only=True):
     lost: int = 0
     errors: dict[str, int] = {}
     latencies_ns: list[int] = []
+    steady_ns: list[int] = []
     cpu_seconds: float = 0.0
 
 
@@ -98,6 +100,7 @@ def merge(parts: Sequence[Tally]) -> Tally:
         lost=sum(p.lost for p in parts),
         errors=errors,
         latencies_ns=[value for p in parts for value in p.latencies_ns],
+        steady_ns=[value for p in parts for value in p.steady_ns],
         cpu_seconds=sum(p.cpu_seconds for p in parts),
     )
 
@@ -120,6 +123,8 @@ class PacedRow(msgspec.Struct, kw_only=True):
         streams: Concurrent streams offered.
         latency: ``arrival - stamp`` of the delivered deltas, in ms.
         added: ``latency`` minus the direct job's at the same stream count, per percentile.
+        steady: ``latency`` of the deltas sent from half a second after the ramp's end (steady state).
+        steady_added: ``steady`` minus the direct job's.
         delivered: Delivered deltas over scheduled deltas (see :class:`Tally`).
         events: Delivered deltas.
         complete, late, lost, errors: Streams by outcome (see :class:`Tally`).
@@ -140,6 +145,8 @@ class PacedRow(msgspec.Struct, kw_only=True):
     streams: int
     latency: Dist | None
     added: Dist | None = None
+    steady: Dist | None = None
+    steady_added: Dist | None = None
     delivered: float
     events: int
     complete: int
@@ -193,14 +200,18 @@ def idle_cpu(target: str, workers: int, busy: float, idle: float, events: int) -
     )
 
 
-def summarize(tally: Tally) -> tuple[Dist | None, float]:
-    """The latency distribution (ms) and the delivered fraction of a job."""
-    return dist(tally.latencies_ns), tally.delivered / tally.scheduled if tally.scheduled else 0.0
+def summarize(tally: Tally) -> tuple[Dist | None, Dist | None, float]:
+    """The latency distributions (ms; all deltas, steady state) and the delivered fraction of a job."""
+    delivered = tally.delivered / tally.scheduled if tally.scheduled else 0.0
+    return dist(tally.latencies_ns), dist(tally.steady_ns), delivered
 
 
 def add_direct(rows: list[PacedRow]) -> None:
-    """Fill ``added`` of every gateway row: its latency minus the direct row's for the same scenario and streams."""
-    direct = {(row.scenario, row.streams): row.latency for row in rows if row.target == "direct"}
+    """Fill ``added`` and ``steady_added`` of every gateway row: its latencies minus the direct row's for the same
+    scenario and streams."""
+    direct = {(row.scenario, row.streams): row for row in rows if row.target == "direct"}
     for row in rows:
-        if row.target != "direct":
-            row.added = added(row.latency, direct.get((row.scenario, row.streams)))
+        floor = direct.get((row.scenario, row.streams))
+        if row.target != "direct" and floor is not None:
+            row.added = added(row.latency, floor.latency)
+            row.steady_added = added(row.steady, floor.steady)

@@ -68,6 +68,7 @@ def _row(target: str, streams: int, p99: float, **fields: object) -> PacedRow:
         "workers": 0 if target == "direct" else 1,
         "streams": streams,
         "latency": Dist(n=10, p50=p99 / 4, p95=p99 / 2, p99=p99, mean=p99 / 3),
+        "steady": Dist(n=5, p50=p99 / 8, p95=p99 / 4, p99=p99 / 2, mean=p99 / 6),
         "delivered": 1.0,
         "events": 10,
         "complete": streams,
@@ -86,14 +87,23 @@ def _row(target: str, streams: int, p99: float, **fields: object) -> PacedRow:
 
 
 def test_tallies_merge_and_delivered_is_delivered_over_scheduled() -> None:
-    first = Tally(streams=2, scheduled=20, delivered=20, complete=2, latencies_ns=[1_000_000] * 20, cpu_seconds=0.1)
+    first = Tally(
+        streams=2,
+        scheduled=20,
+        delivered=20,
+        complete=2,
+        latencies_ns=[1_000_000] * 20,
+        steady_ns=[2_000_000] * 5,
+        cpu_seconds=0.1,
+    )
     second = Tally(streams=2, scheduled=20, delivered=10, complete=1, lost=1, errors={"status 502": 1})
     total = merge([first, second])
     assert (total.streams, total.scheduled, total.delivered, total.lost) == (4, 40, 30, 1)
     assert total.errors == {"status 502": 1} and total.cpu_seconds == pytest.approx(0.1)
-    latency, delivered = summarize(total)
+    latency, steady, delivered = summarize(total)
     assert delivered == 0.75 and latency is not None and latency.n == 20 and latency.p50 == pytest.approx(1.0)
-    assert summarize(Tally()) == (None, 0.0)
+    assert steady is not None and steady.n == 5 and steady.p99 == pytest.approx(2.0)
+    assert summarize(Tally()) == (None, None, 0.0)
 
 
 def test_added_is_gateway_minus_direct_at_the_same_stream_count() -> None:
@@ -101,6 +111,7 @@ def test_added_is_gateway_minus_direct_at_the_same_stream_count() -> None:
     add_direct(rows)
     assert rows[0].added is None
     assert rows[2].added is not None and rows[2].added.p99 == pytest.approx(4.0)
+    assert rows[2].steady_added is not None and rows[2].steady_added.p99 == pytest.approx(2.0)
     assert rows[3].added is not None and rows[3].added.p99 == pytest.approx(1.0)
 
 
@@ -191,6 +202,7 @@ def test_tiny_paced_run_delivers_everything(tmp_path: Path) -> None:
         assert (row.complete, row.late, row.lost) == (row.streams, 0, 0)
         assert row.latency is not None and 0 < row.latency.p50 < 100
         assert row.target == "direct" or (row.added is not None and row.memory)
+        assert row.steady is None  # 50 ms streams end before the ramp's end + 0.5 s: no steady state
     (cpu,) = report.cpu
     assert cpu.events == 10 and cpu.busy_seconds > 0
     assert len(report.targets) == 4
