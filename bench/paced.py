@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import msgspec
@@ -188,16 +188,18 @@ def idle_seconds(root: int, seconds: float) -> float:
 def measure_target(
     target: Target, streams: Sequence[int], options: PacedOptions, load: Generators, outcome: Outcome
 ) -> None:
-    """Warm the target, take its idle CPU, then run every scenario it serves at every stream count."""
+    """Run every scenario the (warm) target serves at every stream count; before the one-stream job of the headline
+    scenario, take the target's idle CPU over as long as a stream lasts."""
     assert target.root is not None
     warm = options.events * options.interval_ms / 1000
     for scenario in target.requests:
         counts = list(streams)
         if 1 in counts:
-            idle = idle_seconds(target.root, warm)
+            headline = scenario == SCENARIO_NAMES[0]
+            idle = idle_seconds(target.root, warm) if headline else 0.0
             row = measure(target, scenario, 1, options, load, outcome.fake_pids)
             outcome.rows.append(row)
-            if scenario == SCENARIO_NAMES[0]:
+            if headline:
                 scaled = idle * row.seconds / warm  # the idle rate over the job's own length
                 outcome.cpu.append(idle_cpu(target.name, target.workers, row.cpu_seconds, scaled, row.events))
             counts.remove(1)
@@ -219,7 +221,7 @@ def warm_up(target: Target, scenario: str, options: PacedOptions, load: Generato
     request = target.requests[scenario]
     body = request.body.replace(options.model.encode(), WARM_MODEL.encode())
     encoded = encode_request(target.port, request.path, list(request.headers), body)
-    warm = PacedOptions(**{**options.__dict__, "events": 20, "interval_ms": 1, "ramp": 0.1})
+    warm = replace(options, events=20, interval_ms=1, ramp=0.1)
     load.run(target.port, encoded, 4, warm)
 
 
