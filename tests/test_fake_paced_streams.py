@@ -1,13 +1,15 @@
 """The fake's ``fake-paced-N-MS`` model: N text deltas MS ms apart, each stamped with its send time, in every dialect.
 
 Real time, on purpose: the stamps are ``time.monotonic()`` (what ``bench paced`` subtracts from arrival times in
-another process), which trio's mock clock does not move. Each stream lasts about 50 ms.
+another process), which trio's mock clock does not move. Each stream lasts about 50 ms. The pacer that writes the
+deltas is also driven directly over a socket pair: in order, stamped, and a write the socket cannot take handed back.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,6 +17,7 @@ from typing import Any
 import pytest
 import trio
 
+from fastgw.testing.fake_pacer import PacedStream, Pacer
 from fastgw.testing.fake_upstream import FakeUpstream
 from fastgw.testing.fake_wire import STAMP_PLACEHOLDER, send_stamp
 
@@ -89,3 +92,41 @@ async def test_paced_model_answers_non_streaming_requests_at_once(fake: FakeUpst
     stamps = await stamped_deltas(fake, "/v1/chat/completions", stream=False)
     assert len(stamps) == DELTAS
     assert stamps[-1][0] - stamps[0][0] < 0.001  # one stamp for the whole body
+
+
+@pytest.mark.trio
+async def test_a_write_the_socket_cannot_take_goes_back_to_the_stream_task() -> None:
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        ours.setblocking(False)
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        big = b"x" * 1_000_000 + STAMP_PLACEHOLDER
+        paced = PacedStream(ours.fileno(), [big, b"next " + STAMP_PLACEHOLDER], trio.current_time(), 0.01)
+        assert not paced.write_due()  # partial: the pacer lets go, the stream's task sends the rest
+        assert paced.wake.is_set() and 0 < len(paced.pending) < len(big) and not paced.finished
+        assert STAMP_PLACEHOLDER not in paced.pending  # stamped before the write, not after
+        theirs.close()
+        paced.pending = b""
+        paced.wake = trio.Event()
+        assert not paced.write_due() and paced.failed and paced.wake.is_set()  # the client went away
+
+
+@pytest.mark.trio
+async def test_the_pacer_writes_every_due_delta_in_order() -> None:
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        ours.setblocking(False)
+        writes = [b"%d:" % i + STAMP_PLACEHOLDER + b";" for i in range(5)]
+        pacer = Pacer()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(pacer.run)
+            paced = PacedStream(ours.fileno(), writes, trio.current_time(), 0.002)
+            pacer.add(paced)
+            with trio.fail_after(1):
+                await paced.wake.wait()
+            nursery.cancel_scope.cancel()
+        assert paced.finished and not paced.failed
+        received = theirs.recv(65536)
+        assert [part.split(b":")[0] for part in received.split(b";")[:-1]] == [b"%d" % i for i in range(5)]
+        stamps = [float(stamp) for stamp in re.findall(rb"@(\d{10}\.\d{6});", received)]
+        assert len(stamps) == 5 and stamps == sorted(stamps)
