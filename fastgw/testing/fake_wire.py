@@ -65,13 +65,14 @@ class Script(msgspec.Struct, frozen=True, kw_only=True):
             unterminated; a non-streaming response is cut after half its body.
         malformed_at: Insert an invalid-JSON event at this position (the events around it are unchanged).
         mid_stream_error: After this many events send the provider's stream error event and end the stream.
-        pace: Seconds between paced events: when positive, every event holding exactly one
-            :data:`STAMP_PLACEHOLDER` (a text delta of a paced script) is sent on a fixed schedule, the k-th at
-            start + k * ``pace``, with the placeholder replaced by its :func:`send_stamp`; the other events go out at
-            once (events holding several placeholders, the Responses summaries, are stamped at their send time).
         args_only_on_done: Send no tool-argument deltas: Responses carries the arguments only in
             ``function_call_arguments.done`` and ``output_item.done``; Chat and Anthropic, which have no done event,
             send them whole in one delta (Chat: in the chunk that names the call).
+        pace: Seconds between paced events: when positive, every event holding exactly one
+            :data:`STAMP_PLACEHOLDER` (a text delta of a paced script) is sent on a fixed schedule, the k-th at
+            start + k * ``pace``, with the placeholder replaced by its :func:`send_stamp`; the other events go out
+            with the delta before them (events holding several placeholders, the Responses summaries, carry its
+            stamp). The fake's pacer (:mod:`fastgw.testing.fake_pacer`) does the writing.
         usage: False omits usage everywhere.
         done: False omits the Chat finish chunk and ``[DONE]``, Anthropic's message_delta and message_stop, or the
             Responses terminal ``response.completed`` / ``response.incomplete``.
