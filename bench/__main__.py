@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from bench.fixtures import DEFAULT_FIXTURES, load_bodies
 from bench.jobs import Protocol
 from bench.model import Machine, Report
 from bench.peers import PRESET_NAMES, PRESETS, PeerSpec, parse_peer
+from bench.procs import ServiceError
 from bench.scenarios import SCENARIOS
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -124,7 +126,56 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--out", type=Path, default=RESULTS, help=f"results root (default {RESULTS})")
     run.add_argument("--no-plots", action="store_true", help="skip the PNG histograms")
+    _paced_parser(commands)
     return top
+
+
+def _paced_parser(commands: Any) -> None:
+    from bench.paced import SCENARIO_NAMES
+
+    paced = commands.add_parser(
+        "paced",
+        help="many long streams with tokens trickling in",
+        description="Paced streams: per-event added latency, delivery, CPU and memory under many open streams.",
+    )
+    paced.add_argument(
+        "--streams", type=_csv(_positive(int)), help="concurrent stream counts (default 1,100,500,1000; quick 1,50)"
+    )
+    paced.add_argument(
+        "--workers", type=_csv(_positive(int)), default=[1, 2], help="fastgw worker counts (default 1,2)"
+    )
+    paced.add_argument("--events", type=_positive(int), help="text deltas per stream (default 200; quick 50)")
+    paced.add_argument("--interval-ms", type=_positive(int), default=20, help="ms between deltas (default 20)")
+    paced.add_argument(
+        "--ramp-seconds", type=_positive(float), default=1.0, help="seconds to open a job's connections (default 1)"
+    )
+    paced.add_argument(
+        "--grace", type=_positive(float), default=1.0, help="seconds after a stream's schedule it may end (default 1)"
+    )
+    paced.add_argument(
+        "--scenarios",
+        type=_csv(str, SCENARIO_NAMES),
+        default=[SCENARIO_NAMES[0]],
+        help=f"comma-separated subset of: {', '.join(SCENARIO_NAMES)} (default {SCENARIO_NAMES[0]})",
+    )
+    paced.add_argument("--quick", action="store_true", help="streams 1,50 and 50 events: a ~30 s smoke run")
+    paced.add_argument(
+        "--peer",
+        action="append",
+        type=_peer,
+        default=[],
+        metavar="NAME=COMMAND|PRESET",
+        help="a peer gateway (as for run); default: litellm, none with --quick",
+    )
+    paced.add_argument("--no-peers", action="store_true", help="measure no peer")
+    paced.add_argument(
+        "--peer-max-streams", type=_positive(int), default=500, help="largest stream count given to a peer (500)"
+    )
+    paced.add_argument("--loadgen-procs", type=_positive(int), default=2, help="load generator processes (default 2)")
+    paced.add_argument(
+        "--fakes", type=_positive(int), default=2, help="fake upstream processes sharing one port (default 2)"
+    )
+    paced.add_argument("--out", type=Path, default=RESULTS, help=f"results root (default {RESULTS})")
 
 
 def machine() -> Machine:
@@ -172,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     from bench import plots, report, runner, targets
 
     args = parser().parse_args(argv)
+    if args.command == "paced":
+        return paced_main(args, argv)
     try:
         bodies = load_bodies(args.fixtures)
     except (OSError, IndexError) as error:
@@ -210,6 +263,74 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     print(f"\n[bench] results in {folder}")
     return 1 if result.aborted else 0
+
+
+def paced_main(args: argparse.Namespace, argv: list[str] | None) -> int:
+    """``python -m bench paced``: run, evaluate the targets, write and print the report."""
+    from functools import partial
+
+    from bench import paced, paced_report
+    from bench.peers import litellm_config
+
+    events = args.events or (50 if args.quick else 200)
+    folder = args.out / (time.strftime("%Y%m%d-%H%M%S") + "-paced")
+    folder.mkdir(parents=True, exist_ok=True)
+    model = f"fake-paced-{events}-{args.interval_ms}"
+    peers: list[PeerSpec] = args.peer or ([] if args.quick else [PRESETS["litellm"]])
+    peers = [  # LiteLLM lists its models: give it the paced ones
+        replace(spec, setup=partial(litellm_config, models=[model, paced.WARM_MODEL]))
+        if spec.setup is litellm_config
+        else spec
+        for spec in peers
+    ]
+    options = paced.PacedOptions(
+        streams=args.streams or ([1, 50] if args.quick else [1, 100, 500, 1000]),
+        workers=args.workers,
+        events=events,
+        interval_ms=args.interval_ms,
+        ramp=args.ramp_seconds,
+        grace=args.grace,
+        scenarios=args.scenarios,
+        peers=[] if args.no_peers else peers,
+        peer_max_streams=args.peer_max_streams,
+        folder=folder,
+        loadgen_procs=args.loadgen_procs,
+        fakes=args.fakes,
+    )
+    started = time.monotonic()
+    report = paced_report.PacedReport(
+        started=time.strftime("%Y-%m-%d %H:%M:%S"),
+        seconds=0.0,
+        command="python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv),
+        machine=machine(),
+        options={
+            "streams": options.streams,
+            "workers": options.workers,
+            "events": events,
+            "interval_ms": options.interval_ms,
+            "ramp_seconds": options.ramp,
+            "grace": options.grace,
+            "scenarios": options.scenarios,
+            "peers": [spec.name for spec in options.peers],
+            "peer_max_streams": options.peer_max_streams,
+            "loadgen_procs": options.loadgen_procs,
+            "fakes": options.fakes,
+        },
+        rows=[],
+        cpu=[],
+        skipped={},
+    )
+    try:
+        outcome = paced.execute(options)
+    except ServiceError as error:
+        print(f"bench paced: {error}", file=sys.stderr)
+        return 1
+    report.rows, report.cpu, report.skipped = outcome.rows, outcome.cpu, outcome.skipped
+    report.seconds = time.monotonic() - started
+    report.targets = paced_report.evaluate(report, options.workers)
+    print(paced_report.write(report, folder))
+    print(f"[bench] results in {folder}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,9 +67,10 @@ def find_executable(name: str) -> str | None:
     return str(beside) if beside.exists() else shutil.which(name)
 
 
-def _litellm_config(folder: Path, upstream: str) -> None:
+def litellm_config(folder: Path, upstream: str, models: Collection[str] = ()) -> None:
+    """Write LiteLLM's ``litellm.yaml`` into ``folder``: one entry per fake model (default: the modes' models)."""
     lines = ["model_list:"]
-    for fake in sorted({mode.fake_model for mode in MODES}):
+    for fake in sorted(models or {mode.fake_model for mode in MODES}):
         lines += [
             f"  - model_name: {fake}",
             "    litellm_params:",
@@ -101,7 +102,7 @@ PRESETS = {
         },
         executable="litellm",
         install="pip install 'litellm[proxy]'",
-        setup=_litellm_config,
+        setup=litellm_config,
     ),
     "ant2oai": PeerSpec(
         name="ant2oai",

@@ -282,6 +282,7 @@ def gateway_config(
     pooled: Collection[str] = (),
     data_dir: str | None = None,
     governed: bool = False,
+    routes: Collection[tuple[str, str]] = (),
 ) -> str:
     """A fastgw TOML config serving every scenario whose upstream dialect is in ``dialects``.
 
@@ -299,6 +300,7 @@ def gateway_config(
         data_dir: The gateway's state directory (None: fastgw's default).
         governed: Org limits (``GOVERNED_LIMITS``) and allowlists, and the metering writer on; else neither (the
             gateway keys are not in the config: ``governance_commands`` creates them in ``data_dir``).
+        routes: More routes, ``(match, to)``, after the scenarios' own (``bench paced`` routes its paced model).
     """
     lines = [f'listen = "127.0.0.1:{port}"']
     if data_dir is not None:
@@ -327,4 +329,6 @@ def gateway_config(
             fallback = f'["{name}-backup:{fake}", "{name}:{fake}"]'
             lines += ["[[routes]]", f'match = "{POOL_PREFIX}{MODEL_PREFIXES[dialect]}{fake}"']
             lines += [f'to = "{name}-pool:{fake}"', f"fallback = {fallback}", ""]
+    for match, to in routes:
+        lines += ["[[routes]]", f'match = "{match}"', f'to = "{to}"', ""]
     return "\n".join(lines)

@@ -24,15 +24,21 @@ ANSWERING_GRACE = 10.0
 """Seconds a peer that already answers HTTP (with an error) gets to start serving the headline request."""
 
 
-def start_fake(folder: Path) -> tuple[Service, int]:
+def start_fake(folder: Path, port: int | None = None, index: int = 0) -> tuple[Service, int]:
     """Start the fake upstream (``fastgw.testing.fake_upstream`` as ``bench.upstream``) and wait until it listens.
+
+    With a ``port`` it binds with ``SO_REUSEPORT`` there, to share it with other fakes started the same way (the
+    ``index``-th logs to ``fake-upstream-<index>.log``).
 
     Raises:
         ServiceError: If it exits or does not announce its address in time.
     """
-    port = free_port()
+    shared = port is not None
+    port = port or free_port()
     argv = [sys.executable, "-m", "bench.upstream", "--host", "127.0.0.1", "--port", str(port)]
-    service = Service("fake upstream", argv, folder / "fake-upstream.log", {"PYTHONPATH": bench_path()})
+    argv += ["--reuse-port"] if shared else []
+    log = folder / (f"fake-upstream-{index}.log" if shared else "fake-upstream.log")
+    service = Service("fake upstream", argv, log, {"PYTHONPATH": bench_path()})
     deadline = time.monotonic() + READY_TIMEOUT
     while "listening on" not in service.tail():
         service.check_alive()
@@ -86,13 +92,15 @@ def start_gateway(
     label: str,
     pooled: Collection[str] = (),
     governed: bool = False,
+    routes: Collection[tuple[str, str]] = (),
 ) -> Gateway:
     """Write a config for ``dialects`` (with the pooled routes of ``pooled``, see ``gateway_config``) and start
     ``fastgw serve`` with ``workers`` workers; wait for ``/readyz``.
 
     Its state lives in ``<folder>/<label>-data``. A ``governed`` gateway has org limits and metering on in its
     config, a team and a key with limits created in that directory by ``fastgw teams|keys create`` before it
-    starts, and a ``/metrics`` token; any other has no key and metering off.
+    starts, and a ``/metrics`` token; any other has no key and metering off. ``routes`` are more routes,
+    ``(match, to)``, after the scenarios' own.
 
     Raises:
         ServiceError: If a governance command fails, or the gateway exits or is not ready in time.
@@ -100,7 +108,9 @@ def start_gateway(
     port = free_port()
     config = folder / f"{label}.toml"
     data_dir = str(folder / f"{label}-data")
-    config.write_text(gateway_config(port, f"http://127.0.0.1:{upstream_port}", dialects, pooled, data_dir, governed))
+    config.write_text(
+        gateway_config(port, f"http://127.0.0.1:{upstream_port}", dialects, pooled, data_dir, governed, routes)
+    )
     key = _govern(config) if governed else None
     token = secrets.token_urlsafe(16) if governed else None
     argv = [*fastgw_command(), "serve", "--config", str(config)]

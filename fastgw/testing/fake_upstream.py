@@ -1,9 +1,10 @@
 """A scriptable fake LLM provider speaking the real OpenAI Chat, OpenAI Responses and Anthropic Messages wire formats.
 
 The request's ``model`` selects a :class:`Script` (or a function of the :class:`Prompt` returning one) from
-``FakeUpstream.scripts``, seeded from :data:`SCENARIOS`; ``fake-stream-N`` streams about N content deltas and any
-other unknown model echoes the last user text. Every script serves all three endpoints over HTTP/1.1. Run
-standalone with ``python -m fastgw.testing.fake_upstream --host H --port P [--strict]``.
+``FakeUpstream.scripts``, seeded from :data:`SCENARIOS`; ``fake-stream-N`` streams about N content deltas,
+``fake-paced-N-MS`` streams N text deltas MS milliseconds apart, each stamped with its send time (see
+:func:`_paced_script`), and any other unknown model echoes the last user text. Every script serves all three
+endpoints over HTTP/1.1. Run standalone with ``python -m fastgw.testing.fake_upstream --host H --port P [--strict]``.
 
 By default the fake answers any body it can read. In strict mode (``FakeUpstream(strict=True)``) it first validates
 each request the way the real provider does (:mod:`fastgw.testing.strict`) and refuses what the real API refuses,
@@ -17,6 +18,7 @@ import os
 import re
 import signal
 import socket
+import time
 from collections.abc import Callable, Sequence
 from functools import lru_cache, partial
 from http import HTTPStatus
@@ -27,17 +29,20 @@ import msgspec
 import trio
 
 from fastgw.testing import strict as strict_rules
+from fastgw.testing.fake_pacer import PacedStream, Pacer
 from fastgw.testing.fake_responses import OPENAI_RESPONSES
 from fastgw.testing.fake_wire import (
     ANTHROPIC_MESSAGES,
     DECODE_REQUEST,
     OPENAI_CHAT,
+    STAMP_PLACEHOLDER,
     TOKEN_PLACEHOLDER,
     Dialect,
     Prompt,
     Rendered,
     Script,
     json_response,
+    send_stamp,
 )
 
 __all__ = ["SCENARIOS", "FakeStatistics", "FakeUpstream", "Prompt", "RecordedRequest", "Script", "ScriptSource", "main"]
@@ -48,6 +53,7 @@ ScriptSource: TypeAlias = Script | Callable[[Prompt], Script]
 _ENCODE: Final = msgspec.json.Encoder().encode
 _DECODE_ANY: Final = msgspec.json.Decoder().decode
 _STREAM_MODEL: Final = re.compile(r"fake-stream-(\d+)")
+_PACED_MODEL: Final = re.compile(r"fake-paced-(\d+)-(\d+)")
 _RECEIVE_SIZE: Final = 65536
 _REASONS: Final = {status.value: status.phrase.encode() for status in HTTPStatus} | {529: b"Overloaded"}
 _VALIDATORS: Final[dict[Dialect, Callable[[Any, bool], None]]] = {
@@ -155,6 +161,17 @@ def _stream_script(deltas: int) -> Script:
     return Script(text=(_LOREM * (length // len(_LOREM) + 1))[:length], chunk_size=size)
 
 
+@lru_cache(maxsize=64)
+def _paced_script(deltas: int, interval_ms: int) -> Script:
+    """The ``fake-paced-N-MS`` script: N text deltas, each its send stamp and a space, ``MS`` ms apart.
+
+    A stream of tokens trickling in, as agents hold them open; the stamps let a client measure how late each delta
+    reaches it (``bench paced``). Cached so its rendered bytes are cached too.
+    """
+    piece = STAMP_PLACEHOLDER.decode() + " "
+    return Script(text=piece * deltas, chunk_size=len(piece), pace=interval_ms / 1000)
+
+
 def _token() -> bytes:
     return os.urandom(len(TOKEN_PLACEHOLDER) // 2).hex().encode()
 
@@ -197,6 +214,7 @@ class FakeUpstream:
         self._request_count = 0
         self._active_connections = 0
         self._total_connections = 0
+        self._pacer = Pacer()
 
     @property
     def base_url(self) -> str:
@@ -214,13 +232,20 @@ class FakeUpstream:
         return FakeStatistics(self._request_count, self._active_connections, self._total_connections)
 
     async def serve(
-        self, host: str = "127.0.0.1", port: int = 0, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        reuse_port: bool = False,
+        task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Listen and serve until cancelled; use with ``nursery.start`` to wait until bound.
 
         Args:
             host: Interface to bind.
             port: TCP port, 0 for a free one.
+            reuse_port: Bind with ``SO_REUSEPORT``, so that several fake processes can share ``port`` (the kernel
+                spreads the connections over them): one process is one core, and a thousand paced streams need more.
             task_status: Receives :attr:`base_url` once listening.
 
         Raises:
@@ -229,18 +254,28 @@ class FakeUpstream:
         if self.strict:
             await trio.to_thread.run_sync(strict_rules.preload)  # about a second, once per process
         async with trio.open_nursery() as nursery:
-            listeners = await nursery.start(partial(trio.serve_tcp, self._serve_connection, port, host=host))
+            nursery.start_soon(self._pacer.run)
+            if reuse_port:
+                sockets = [await _reuse_port_listener(host, port)]
+                listeners = await nursery.start(trio.serve_listeners, self._serve_connection, sockets)
+            else:
+                listeners = await nursery.start(partial(trio.serve_tcp, self._serve_connection, port, host=host))
             bound_port = listeners[0].socket.getsockname()[1]
             self._base_url = f"http://[{host}]:{bound_port}" if ":" in host else f"http://{host}:{bound_port}"
             task_status.started(self._base_url)
 
     def _source(self, model: str) -> ScriptSource:
-        """Resolve a model name: registered scripts, then ``fake-stream-N``, then the ``fake-text`` echo."""
+        """Resolve a model name: registered scripts, ``fake-stream-N``, ``fake-paced-N-MS``, the ``fake-text`` echo."""
         source = self.scripts.get(model)
         if source is not None:
             return source
         match = _STREAM_MODEL.fullmatch(model)
-        return _stream_script(int(match[1])) if match else self.scripts.get("fake-text", _echo)
+        if match:
+            return _stream_script(int(match[1]))
+        match = _PACED_MODEL.fullmatch(model)
+        if match:
+            return _paced_script(int(match[1]), int(match[2]))
+        return self.scripts.get("fake-text", _echo)
 
     async def _serve_connection(self, stream: trio.SocketStream) -> None:
         stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)  # trio's default too; SSE needs it
@@ -331,7 +366,24 @@ class FakeUpstream:
                 self._templates[key] = (script, rendered)
         if script.first_byte_delay:
             await trio.sleep(script.first_byte_delay)
+        if script.pace:
+            return await _send_paced(connection, stream, rendered, _token(), self._pacer, script.pace)
         return await _send(connection, stream, rendered, _token(), script.event_delay)
+
+
+async def _reuse_port_listener(host: str, port: int) -> trio.SocketListener:
+    """A listener bound with ``SO_REUSEPORT`` (and the backlog trio would choose: as deep as the system allows)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = trio.socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        await sock.bind((host, port))
+        sock.listen(0xFFFF)
+    except OSError:
+        sock.close()
+        raise
+    return trio.SocketListener(sock)
 
 
 def _api_key(request: h11.Request) -> str:
@@ -388,11 +440,62 @@ async def _send(
     return rendered.complete
 
 
+async def _send_paced(
+    connection: h11.Connection, stream: trio.SocketStream, rendered: Rendered, token: bytes, pacer: Pacer, pace: float
+) -> bool:
+    """Write a paced response (:attr:`Script.pace`): the head and opening events now, the deltas through ``pacer``.
+
+    Each delta goes out with the events that follow it up to the next delta (the last one with the closing events
+    and the end of the body); ``pacer`` writes them on a fixed schedule, stamping each with ``time.monotonic()`` as
+    it writes, so what a client measures starts when the byte leaves, not when the delta was due. Returns False if
+    the connection must close.
+
+    Raises:
+        trio.BrokenResourceError: If the connection broke while the pacer wrote to it.
+    """
+    reason = _REASONS.get(rendered.status, b"")
+    head = connection.send(h11.Response(status_code=rendered.status, headers=rendered.headers, reason=reason)) or b""
+    if rendered.events is None:
+        body = rendered.body.replace(TOKEN_PLACEHOLDER, token).replace(STAMP_PLACEHOLDER, send_stamp(time.monotonic()))
+        await stream.send_all(head + (connection.send(h11.Data(data=body)) or b""))
+        return rendered.complete
+    framed = connection.their_http_version != b"1.0"
+    writes = [head]
+    for event in rendered.events:
+        data = event.replace(TOKEN_PLACEHOLDER, token)
+        data = _chunk(data) if framed else data
+        if event.count(STAMP_PLACEHOLDER) == 1:
+            writes.append(data)
+        else:
+            writes[-1] += data
+    if rendered.complete:
+        writes[-1] += connection.send(h11.EndOfMessage()) or b""
+    await stream.send_all(writes[0])
+    if len(writes) == 1:
+        return rendered.complete
+    paced = PacedStream(stream.socket.fileno(), writes[1:], trio.current_time(), pace)
+    try:
+        pacer.add(paced)
+        while True:
+            await paced.wake.wait()
+            paced.wake = trio.Event()
+            if paced.failed:
+                raise trio.BrokenResourceError("the client went away during a paced stream")
+            if paced.pending:
+                data, paced.pending = paced.pending, b""
+                await stream.send_all(data)
+            if paced.finished:
+                return rendered.complete
+            pacer.add(paced)
+    finally:
+        paced.closed = True  # the socket closes after this: the pacer must never write to its number again
+
+
 def _chunk(data: bytes) -> bytes:
     return b"%x\r\n%b\r\n" % (len(data), data)
 
 
-async def _run(host: str, port: int, strict: bool) -> None:
+async def _run(host: str, port: int, strict: bool, reuse_port: bool) -> None:
     fake = FakeUpstream(record_requests=False, strict=strict)
     if strict:
         try:
@@ -401,7 +504,7 @@ async def _run(host: str, port: int, strict: bool) -> None:
             raise SystemExit(f"--strict needs the test extras (pip install 'fastgw[test]'): {error}") from None
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            await nursery.start(partial(fake.serve, host, port))
+            await nursery.start(partial(fake.serve, host, port, reuse_port=reuse_port))
             print(f"listening on {fake.base_url}", flush=True)
             async for _ in signals:
                 nursery.cancel_scope.cancel()
@@ -412,7 +515,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Run the fake standalone until SIGINT or SIGTERM.
 
     Args:
-        argv: Command-line arguments (default ``sys.argv[1:]``): ``--host``, ``--port`` and ``--strict``.
+        argv: Command-line arguments (default ``sys.argv[1:]``): ``--host``, ``--port``, ``--strict`` and
+            ``--reuse-port``.
     """
     parser = argparse.ArgumentParser(prog="python -m fastgw.testing.fake_upstream", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
@@ -422,8 +526,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         action="store_true",
         help="refuse what the real APIs refuse, with their own 400 (needs the test extras: SDKs and pydantic)",
     )
+    parser.add_argument(
+        "--reuse-port", action="store_true", help="bind with SO_REUSEPORT, to share the port with other fakes"
+    )
     args = parser.parse_args(argv)
-    trio.run(_run, args.host, args.port, args.strict)
+    trio.run(_run, args.host, args.port, args.strict, args.reuse_port)
 
 
 if __name__ == "__main__":

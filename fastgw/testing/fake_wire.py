@@ -22,6 +22,9 @@ from fastgw.testing.strict import anthropic_location, openai_param
 TOKEN_PLACEHOLDER: Final = b"FGW_TOKEN_PLACEHOLDER_24"
 """Stand-in for the per-response token inside templates; real tokens are 24 lowercase hex characters."""
 
+STAMP_PLACEHOLDER: Final = b"@tttttttttt.tttttt"
+"""Stand-in, in a paced script's text, for the send stamp of its delta (:func:`send_stamp`, the same length)."""
+
 _TOKEN: Final = TOKEN_PLACEHOLDER.decode()
 _ENCODE: Final = msgspec.json.Encoder().encode
 _DECODE_ANY: Final = msgspec.json.Decoder().decode
@@ -65,6 +68,11 @@ class Script(msgspec.Struct, frozen=True, kw_only=True):
         args_only_on_done: Send no tool-argument deltas: Responses carries the arguments only in
             ``function_call_arguments.done`` and ``output_item.done``; Chat and Anthropic, which have no done event,
             send them whole in one delta (Chat: in the chunk that names the call).
+        pace: Seconds between paced events: when positive, every event holding exactly one
+            :data:`STAMP_PLACEHOLDER` (a text delta of a paced script) is sent on a fixed schedule, the k-th at
+            start + k * ``pace``, with the placeholder replaced by its :func:`send_stamp`; the other events go out
+            with the delta before them (events holding several placeholders, the Responses summaries, carry its
+            stamp). The fake's pacer (:mod:`fastgw.testing.fake_pacer`) does the writing.
         usage: False omits usage everywhere.
         done: False omits the Chat finish chunk and ``[DONE]``, Anthropic's message_delta and message_stop, or the
             Responses terminal ``response.completed`` / ``response.incomplete``.
@@ -86,6 +94,7 @@ class Script(msgspec.Struct, frozen=True, kw_only=True):
     malformed_at: int | None = None
     mid_stream_error: int | None = None
     args_only_on_done: bool = False
+    pace: float = 0.0
     usage: bool = True
     done: bool = True
     input_tokens: int = 32
@@ -193,6 +202,16 @@ class Rendered(msgspec.Struct, frozen=True):
     body: bytes
     events: list[bytes] | None
     complete: bool
+
+
+def send_stamp(now: float) -> bytes:
+    """The text stamp of a paced delta sent at ``now`` (``time.monotonic()``): ``@`` and 17 fixed-width characters.
+
+    ``CLOCK_MONOTONIC`` is one clock for every process on a Linux host (trio's clock is not: it has a random
+    offset), so a client in another process can subtract the stamp from its own ``time.monotonic()`` at arrival.
+    Digits, ``.`` and ``@`` need no JSON escaping, so the stamp crosses every codec byte for byte.
+    """
+    return b"@%017.6f" % now
 
 
 def _estimate_tokens(chars: int) -> int:
