@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import msgspec
 import pytest
 import trio
+from hypercorn.protocol.http_stream import HTTPStream
 
 from fastgw.server import coalesce
 from fastgw.testing.fake_upstream import FakeUpstream
@@ -80,9 +82,18 @@ async def test_error_responses_are_one_write_too(gateway: Running, writes: list[
 
 
 async def test_stream_events_after_the_head_are_written_directly(
-    gateway: Running, writes: list[tuple[int, bytes]]
+    gateway: Running, writes: list[tuple[int, bytes]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Each relayed event is one write straight to the socket, none through hypercorn's send path."""
+    """Each relayed event is one write straight to the socket, none through hypercorn's send path, and no part of
+    the body passes through hypercorn's ASGI stream (``coalesce.part_writer``)."""
+    messages: list[str] = []
+    app_send = HTTPStream.app_send
+
+    async def counting(self: HTTPStream, message: Any) -> None:
+        messages.append(f"{message['type']} more={message.get('more_body', False)}" if message else "done")
+        await app_send(self, message)
+
+    monkeypatch.setattr(HTTPStream, "app_send", counting)
     body = {"model": "fake-stream-50", "max_tokens": 99, "stream": True, "messages": HELLO}
     async with httpx.AsyncClient() as http:
         response = await http.post(gateway.url + "/v1/messages", json=body)
@@ -91,6 +102,8 @@ async def test_stream_events_after_the_head_are_written_directly(
     assert len(direct) >= 10 and all(written == offered for offered, written in direct)  # upstream reads may join events
     assert len(ours) == len(direct) + 1  # ... and the last chunk (h11's end of message) the ordinary way
     assert ours[-1] == b"0\r\n\r\n"
+    assert messages[:2] == ["http.response.start more=False", "http.response.body more=False"]
+    assert "http.response.body more=True" not in messages
 
 
 async def test_a_reader_too_slow_for_the_socket_buffer_still_gets_every_byte_in_order(

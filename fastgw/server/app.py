@@ -27,7 +27,7 @@ from fastgw.governance.access import Caller
 from fastgw.outcome import Outcome, Recorder
 from fastgw.pipeline import JSON, Pipeline, client_kind, send_error
 from fastgw.runtime import RoutingState, Runtime
-from fastgw.server import admin, handlers
+from fastgw.server import admin, coalesce, handlers
 from fastgw.server.http import ClientGone, Receive, Responder, Scope, Send, read_body, watch_disconnect
 
 log = logging.getLogger("fastgw")
@@ -116,7 +116,7 @@ class App:
         path: str = scope["path"]
         method: str = scope["method"]
         headers = _headers(scope)
-        out = Responder(send)
+        out = Responder(send, coalesce.part_writer(send))
         dialect = registry.dialect_of(path, headers)
         client = scope.get("client")
         peer: str | None = client[0] if client else None

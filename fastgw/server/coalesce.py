@@ -26,7 +26,10 @@ HTTP/1.1 connection. It overrides two methods and reads the trio server's ``stre
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import h11
 import hypercorn.protocol as hypercorn_protocol
@@ -34,6 +37,7 @@ import trio
 from hypercorn.events import RawData
 from hypercorn.protocol.events import Body, Event
 from hypercorn.protocol.h11 import H11Protocol
+from hypercorn.protocol.http_stream import HTTPStream
 from hypercorn.typing import H11SendableEvent
 
 _CHUNKED = b"transfer-encoding: chunked\r\n"
@@ -59,18 +63,33 @@ class CoalescingH11Protocol(H11Protocol):
 
     async def stream_send(self, event: Event) -> None:
         if self._chunked and type(event) is Body:
-            data = b"%x\r\n%b\r\n" % (len(event.data), event.data)
-            if self._held:
-                data, self._held = self._held + data, b""
-            direct = self._direct if self._direct is not False else self._find_socket()
-            if direct is not None and not direct[1].locked():
-                written = write_now(direct[0], data)
-                if written == len(data):
-                    return
-                data = data[written:]
-            await self.send(RawData(data=data))
-            return
-        await super().stream_send(event)
+            await self._send_part(event.data)
+        else:
+            await super().stream_send(event)
+
+    async def send_part(self, stream: HTTPStream, data: bytes) -> None:
+        """Write ``data`` as one more part of ``stream``'s response body (not its end), as the ASGI send would.
+
+        A part of the current chunked body goes straight to ``_send_part``: hypercorn's ``HTTPStream`` does nothing
+        with a part but check its state and pass it on, and the ASGI message costs a dict. Anything else takes the
+        ASGI send.
+        """
+        if self._chunked and self.stream is stream and data:
+            await self._send_part(data)
+        else:
+            await stream.app_send({"type": "http.response.body", "body": data, "more_body": True})
+
+    async def _send_part(self, part: bytes) -> None:
+        data = b"%x\r\n%b\r\n" % (len(part), part)
+        if self._held:
+            data, self._held = self._held + data, b""
+        direct = self._direct if self._direct is not False else self._find_socket()
+        if direct is not None and not direct[1].locked():
+            written = write_now(direct[0], data)
+            if written == len(data):
+                return
+            data = data[written:]
+        await self.send(RawData(data=data))
 
     def _find_socket(self) -> tuple[trio.socket.SocketType, trio.Lock] | None:
         """The connection's plain TCP socket and the server's send lock, or None (TLS, or another server)."""
@@ -98,6 +117,16 @@ class CoalescingH11Protocol(H11Protocol):
             data, self._held = self._held + data, b""
         if data:  # the end of a content-length body is no bytes at all: no write, no scheduling round
             await self.send(RawData(data=data))
+
+
+def part_writer(send: Callable[[Any], Awaitable[None]]) -> Callable[[bytes], Awaitable[None]] | None:
+    """A writer of body parts for the response that the ASGI ``send`` belongs to, when that is hypercorn's HTTP/1.1
+    stream on a ``CoalescingH11Protocol`` (else None: use ``send``)."""
+    stream = getattr(send, "__self__", None)
+    protocol = getattr(getattr(stream, "send", None), "__self__", None)
+    if isinstance(stream, HTTPStream) and isinstance(protocol, CoalescingH11Protocol):
+        return functools.partial(protocol.send_part, stream)
+    return None
 
 
 def install() -> None:

@@ -46,10 +46,13 @@ class Responder:
     """Writes one HTTP response, whole or streamed (the pipeline's ``Sink``); remembers its status, when the first
     byte went out, and whether the last one did."""
 
-    __slots__ = ("_send", "started", "ended", "status", "first_byte_at", "before_end")
+    __slots__ = ("_send", "_part", "started", "ended", "status", "first_byte_at", "before_end")
 
-    def __init__(self, send: Send) -> None:
+    def __init__(self, send: Send, part: Callable[[bytes], Awaitable[None]] | None = None) -> None:
+        """``part``, when given, writes one part of the body in place of an ASGI message (the server's own
+        shortcut, ``fastgw.server.coalesce.part_writer``)."""
         self._send = send
+        self._part = part
         self.started = False
         self.ended = False
         self.status = 0
@@ -63,7 +66,11 @@ class Responder:
         await self._send({"type": "http.response.start", "status": status, "headers": headers})
 
     async def write(self, data: bytes) -> None:
-        if data:
+        if not data:
+            return
+        if self._part is not None:
+            await self._part(data)
+        else:
             await self._send({"type": "http.response.body", "body": data, "more_body": True})
 
     async def end(self, data: bytes = b"") -> None:

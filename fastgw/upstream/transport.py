@@ -39,46 +39,57 @@ class _Connection:
     Reads from a plain TCP connection skip trio's stream layers: the socket is read directly, and only when it has
     nothing does the read wait for it (a checkpoint). Each upstream event of a relayed stream is one such read;
     ``SocketStream.receive_some`` would add a speculative ``recv``, an error-translating context manager, a conflict
-    detector and a scheduler round after every successful read (tuning.md, issue 11). ``_STREAK`` immediate reads
-    in a row go the ordinary way once, so a stream whose data is always there still yields to the other tasks and
-    sees cancellation. TLS connections always go through their ``SSLStream``.
+    detector and a scheduler round after every successful read (tuning.md, issue 11).
+
+    A read that did not fill the buffer emptied the socket, so the next one waits first instead of trying a read
+    that would almost surely fail (events of a paced stream arrive one at a time); a full read tries again at once.
+    ``_STREAK`` immediate reads in a row go the ordinary way once, so a stream whose data is always there still
+    yields to the other tasks and sees cancellation. TLS connections always go through their ``SSLStream``.
     """
 
-    __slots__ = ("stream", "socket", "idle_since", "_streak")
+    __slots__ = ("stream", "socket", "idle_since", "_fd", "_streak", "_drained")
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
         self.socket = stream.socket if isinstance(stream, trio.SocketStream) else None
         self.idle_since = 0.0
+        self._fd = self.socket.fileno() if self.socket is not None else -1
         self._streak = 0
+        self._drained = False
 
     async def receive(self, idle: float | None) -> bytes:
-        sock = self.socket
-        if sock is not None and self._streak < _STREAK:
-            try:
-                data = os.read(sock.fileno(), _READ)
-            except BlockingIOError:
-                pass
-            else:
-                self._streak += 1
-                return data
+        fd = self._fd
+        if fd >= 0 and self._streak < _STREAK:
+            if not self._drained:
+                try:
+                    data = os.read(fd, _READ)
+                except BlockingIOError:
+                    pass
+                else:
+                    self._streak += 1
+                    self._drained = len(data) < _READ
+                    return data
             # A bare CancelScope, not trio.fail_after: fail_after's generator-based context manager cost ~7% of a
             # relayed stream's CPU (py-spy, bench stream scenarios).
             self._streak = 0
             with trio.CancelScope(deadline=trio.current_time() + idle if idle is not None else float("inf")):
                 while True:
-                    await trio.lowlevel.wait_readable(sock)
+                    await trio.lowlevel.wait_readable(fd)
                     try:
-                        return os.read(sock.fileno(), _READ)
+                        data = os.read(fd, _READ)
                     except BlockingIOError:  # woken without data (rare): wait again
                         continue
+                    self._drained = len(data) < _READ
+                    return data
             raise trio.TooSlowError  # reached only when the deadline cancelled the wait
         self._streak = 0
+        self._drained = False
         with trio.CancelScope(deadline=trio.current_time() + idle if idle is not None else float("inf")):
             return bytes(await self.stream.receive_some(_READ))
         raise trio.TooSlowError  # reached only when the deadline cancelled the receive
 
     async def aclose(self) -> None:
+        self._fd = -1  # the number may be reused at once: never read it again
         with trio.CancelScope(shield=True):
             await trio.aclose_forcefully(self.stream)
 
