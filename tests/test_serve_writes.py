@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,13 +14,15 @@ from hypercorn.protocol.http_stream import HTTPStream
 
 from fastgw.server import coalesce
 from fastgw.testing.fake_upstream import FakeUpstream
-from tests.conftest import Running
+from tests.conftest import Gateways, Running, gateway_config
 
 HELLO = [{"role": "user", "content": "hello"}]
 
 
 direct: list[tuple[int, int]] = []
 """Each direct write tried by the current test: bytes offered, bytes the kernel took."""
+filled: list[trio.Event] = []
+"""Set when a direct write of the current test found the socket buffer full."""
 
 
 @pytest.fixture
@@ -28,6 +31,7 @@ def writes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[int, bytes]]]
     port of the socket that made it."""
     seen: list[tuple[int, bytes]] = []
     direct.clear()
+    filled[:] = [trio.Event()]
     original = trio.SocketStream.send_all
     original_now = coalesce.write_now
 
@@ -40,6 +44,8 @@ def writes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[int, bytes]]]
         if written:
             seen.append((sock.getsockname()[1], bytes(data[:written])))
         direct.append((len(data), written))
+        if written < len(data):
+            filled[0].set()
         return written
 
     monkeypatch.setattr(trio.SocketStream, "send_all", send_all)
@@ -99,7 +105,9 @@ async def test_stream_events_after_the_head_are_written_directly(
         response = await http.post(gateway.url + "/v1/messages", json=body)
     assert response.content.count(b"event: content_block_delta") >= 40
     ours = [data for port, data in writes if port == _port(gateway.url)]
-    assert len(direct) >= 10 and all(written == offered for offered, written in direct)  # upstream reads may join events
+    assert len(direct) >= 10 and all(
+        written == offered for offered, written in direct
+    )  # upstream reads may join events
     assert len(ours) == len(direct) + 1  # ... and the last chunk (h11's end of message) the ordinary way
     assert ours[-1] == b"0\r\n\r\n"
     assert messages[:2] == ["http.response.start more=False", "http.response.body more=False"]
@@ -119,8 +127,7 @@ async def test_a_reader_too_slow_for_the_socket_buffer_still_gets_every_byte_in_
     head = f"POST /v1/messages HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n"
     await sock.send(head.encode() + b"content-length: %d\r\n\r\n" % len(body) + body)
     with trio.fail_after(10):
-        while not any(written < offered for offered, written in direct):  # the gateway filled the socket buffers
-            await trio.sleep(0.01)
+        await filled[0].wait()  # the gateway filled the socket buffers
         received = bytearray()
         while not received.endswith(b"\r\n0\r\n\r\n"):
             data = await sock.recv(65536)
@@ -145,3 +152,49 @@ def _unchunk(body: bytes) -> bytes:
         out += body[eol + 2 : eol + 2 + size]
         assert body[eol + 2 + size : eol + 4 + size] == b"\r\n"
         pos = eol + 4 + size
+
+
+def _chat_chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+    choice = {"index": 0, "delta": delta, "finish_reason": finish}
+    chunk = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-5", "choices": [choice]}
+    return b"data: " + msgspec.json.encode(chunk) + b"\n\n"
+
+
+async def test_the_first_delta_is_written_before_the_rest_of_its_read(
+    gateways: Gateways, fake: FakeUpstream, writes: list[tuple[int, bytes]], nursery: trio.Nursery
+) -> None:
+    """An upstream whose whole stream arrives in one read: the first text delta goes to the client in its own
+    write, without waiting for the events after it to be decoded and encoded."""
+    sse = _chat_chunk({"role": "assistant", "content": ""})
+    sse += b"".join(_chat_chunk({"content": f"word{i} "}) for i in range(30))
+    sse += _chat_chunk({}, "stop") + b"data: [DONE]\n\n"
+    answer = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: %d\r\n\r\n%b" % (len(sse), sse)
+
+    async def upstream(stream: trio.SocketStream) -> None:
+        request = b""
+        while b"\r\n\r\n" not in request or not request.endswith(b"}"):
+            request += await stream.receive_some(65536)
+        await stream.send_all(answer)  # one write: the gateway's first read holds every event
+        await stream.aclose()
+
+    listeners = await nursery.start(functools.partial(trio.serve_tcp, upstream, 0, host="127.0.0.1"))
+    port = listeners[0].socket.getsockname()[1]
+    config = gateway_config(
+        fake,
+        providers={
+            "raw": {
+                "dialect": "openai-chat",
+                "base_url": f"http://127.0.0.1:{port}/v1",
+                "keys": ["sk-raw-key-1234567890"],
+            }
+        },
+        routes=[{"match": "*", "to": "raw:gpt-5"}],
+    )
+    gateway = await gateways.start(config)
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 99, "stream": True, "messages": HELLO}
+    async with httpx.AsyncClient() as http:
+        response = await http.post(gateway.url + "/v1/messages", json=body)
+    assert response.content.count(b"event: content_block_delta") == 30
+    ours = [data for port, data in writes if port == _port(gateway.url)]
+    assert ours[0].count(b"event: content_block_delta") == 1 and b"word0 " in ours[0]
+    assert b"word1 " in ours[1] and b"word29 " in ours[1]

@@ -59,7 +59,8 @@ class CoalescingH11Protocol(H11Protocol):
 
     _held: bytes = b""
     _chunked: bool = False
-    _direct: tuple[trio.socket.SocketType, trio.Lock] | None | bool = False  # False: not looked up yet
+    _direct: tuple[trio.socket.SocketType, trio.Lock] | None = None
+    _looked_up: bool = False
 
     async def stream_send(self, event: Event) -> None:
         if self._chunked and type(event) is Body:
@@ -83,7 +84,7 @@ class CoalescingH11Protocol(H11Protocol):
         data = b"%x\r\n%b\r\n" % (len(part), part)
         if self._held:
             data, self._held = self._held + data, b""
-        direct = self._direct if self._direct is not False else self._find_socket()
+        direct = self._direct if self._looked_up else self._find_socket()
         if direct is not None and not direct[1].locked():
             written = write_now(direct[0], data)
             if written == len(data):
@@ -97,7 +98,7 @@ class CoalescingH11Protocol(H11Protocol):
         stream = getattr(server, "stream", None)
         lock = getattr(server, "send_lock", None)
         found = (stream.socket, lock) if isinstance(stream, trio.SocketStream) and isinstance(lock, trio.Lock) else None
-        self._direct = found
+        self._direct, self._looked_up = found, True
         return found
 
     async def _send_h11_event(self, event: H11SendableEvent) -> None:

