@@ -726,6 +726,8 @@ def test_smoke_run_measures_positive_latencies_without_errors(tmp_path: Path) ->
                 "4",
                 "--loadgen-procs",
                 "1",
+                "--sizes",
+                "2000",
                 "--no-peers",
                 "--no-plots",
                 "--out",
@@ -738,6 +740,7 @@ def test_smoke_run_measures_positive_latencies_without_errors(tmp_path: Path) ->
     assert status == 0
     (folder,) = tmp_path.iterdir()
     report = report_module.load(folder / "report.json")
+    assert [(r.scenario, r.size, r.status, r.errors) for r in report.sizes] == [("anthropic-chat", 2_000, "ok", 0)]
     rows = [row for row in report.latency if row.gateway == "fastgw"]
     assert {row.mode for row in rows} == {"non-stream", "stream-50", "stream-1000"}
     for row in rows:
