@@ -330,7 +330,7 @@ class Run:
         ``sizes_only``, the body-size sweep alone)."""
         dialects = {p.scenario.upstream for p in self.prepared.values()} | {"openai-chat"}
         dialects |= {SCENARIO_BY_NAME[name].upstream for name in self.options.size_scenarios}
-        pooled = {p.scenario.upstream for p in self.prepared.values() if p.scenario.variant == "pooled"}
+        pooled = {p.scenario.upstream for p in self.prepared.values() if p.scenario.pool}
         gateway, endpoint = self._gateway(self.options.workers, dialects, "fastgw", pooled)
         if self.options.sizes_only:
             self._sweep(endpoint, self.options.size_scenarios)
