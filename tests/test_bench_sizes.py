@@ -163,8 +163,8 @@ def test_large_bodies_get_fewer_rounds() -> None:
         growth_streams=1,
         growth_warmup=1,
     )
-    assert [sweep.rounds(size, budget) for size in SIZES] == [400, 400, 126, 57]
-    assert sweep.size_budget(1_000_000, budget).warmup["non-stream"] == 7
+    assert [sweep.rounds(size, budget) for size in SIZES] == [400, 400, 225, 150]
+    assert sweep.size_budget(1_000_000, budget).warmup["non-stream"] == 18
     assert sweep.size_budget(1_000_000, budget).max_seconds >= 15
 
 
