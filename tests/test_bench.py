@@ -675,6 +675,18 @@ def test_a_sawing_backlog_does_not_grow_and_one_falling_behind_does() -> None:
     assert metering.troughs(saw[:3]) == [] and metering.slope([(1.0, 5.0)]) == 0.0
 
 
+def test_draining_waits_until_the_last_batch_is_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The writer takes its batch off the queue, then writes it: queued reads 0 before written moves.
+    figures = [(5, 100), (0, 100), (0, 105), (0, 105)]
+    scrapes = iter(metering.Scrape(queued={"1": q}, written={"1": w}, served=105) for q, w in figures)
+    monkeypatch.setattr(metering, "scrape", lambda port, token: next(scrapes))
+    monkeypatch.setattr(metering, "EVERY", 0.0)
+    watch = _watched([], served=5, written=0)
+    watch.port, watch.token = 0, ""
+    assert watch.drain() and sum(watch.state.written.values()) == 105
+    assert next(scrapes, None) is None
+
+
 def test_the_writer_gauges_and_the_request_count_are_read_from_metrics() -> None:
     text = "\n".join(
         [
