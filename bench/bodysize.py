@@ -28,6 +28,7 @@ import base64
 import copy
 import hashlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -35,19 +36,19 @@ import msgspec
 from bench.fixtures import (
     CLAUDE_CODE_SOURCE,
     CODEX_SOURCE,
+    DEFAULT_FIXTURES,
     TARGET_BYTES,
     Bodies,
     encoded_size,
     load_capture,
     trim_to_size,
 )
-from bench.fixtures import DEFAULT_FIXTURES as FIXTURES
 
 SIZES = (2_000, TARGET_BYTES, 200_000, 1_000_000)
 """The sweep's body sizes in bytes (KB = 1,000 bytes, as the 18.5 KB headline body is 18,500)."""
 
 FILE_BYTES = 8_000
-"""Characters of one tool result's file: a mid-sized source file, so 1 MB is about 120 turns."""
+"""Characters of one tool result's file: a mid-sized source file, so 1 MB is about 110 turns."""
 SIGNATURE_CHARS = 512
 """Length of a thinking block's signature."""
 ENCRYPTED_CHARS = 1_024
@@ -219,7 +220,9 @@ class SizedBodies(msgspec.Struct, frozen=True, kw_only=True):
         return self.chat_bodies if dialect == "openai-chat" else self.bodies
 
 
-def sized_bodies(headline: Bodies, sizes: tuple[int, ...] = SIZES, fixtures: Any = FIXTURES) -> list[SizedBodies]:
+def sized_bodies(
+    headline: Bodies, sizes: tuple[int, ...] = SIZES, fixtures: Path = DEFAULT_FIXTURES
+) -> list[SizedBodies]:
     """The Claude Code and Codex bodies at each of ``sizes`` (see the module docstring).
 
     Args:
