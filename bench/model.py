@@ -100,6 +100,8 @@ class SizeSlope(msgspec.Struct, kw_only=True):
         points: Sizes the fit used (targets in bytes, those at or above the 18.5 KB headline size).
         least_squares_us_per_kb: Least-squares slope of added p50 (µs) over the client body (KB = 1,000 bytes).
         two_point_us_per_kb: (added p50 at the largest size - at the smallest of ``points``) / their KB difference.
+        cpu_us_per_kb: Least-squares slope of the gateway's CPU per request (µs) over the same points: the cost the
+            issue says the growth is made of, and much steadier than wall time on a shared machine.
     """
 
     scenario: str
@@ -107,6 +109,7 @@ class SizeSlope(msgspec.Struct, kw_only=True):
     points: list[int]
     least_squares_us_per_kb: float | None
     two_point_us_per_kb: float | None
+    cpu_us_per_kb: float | None = None
 
 
 class TwinRow(msgspec.Struct, kw_only=True):

@@ -21,8 +21,9 @@ INTRO = (
     "(thinking with a signature, a tool call, a tool result carrying a file; Codex: reasoning with "
     "`encrypted_content`, a function call and its output); the 2 KB body is the first request trimmed, without "
     "tools. Slope = least-squares fit of added p50 over the client body size, over the sizes >= 18.5 KB (two-point: "
-    "(largest - 18.5 KB) / KB between them), in µs per KB (1,000 bytes). Fake CPU/req: the fake upstream's CPU per "
-    "request it served in the same job (the direct request's cost; added latency subtracts it)."
+    "(largest - 18.5 KB) / KB between them), in µs per KB (1,000 bytes); CPU: the same fit of the gateway's CPU per "
+    "request, steadier than wall time when the machine is shared. Fake CPU/req: the fake upstream's CPU per request it "
+    "served in the same job (the direct request's cost; added latency subtracts it)."
 )
 
 
@@ -53,10 +54,9 @@ def _row(r: SizeRow) -> list[str]:
 
 
 def _slope(s: SizeSlope) -> str:
-    fitted = "-" if s.least_squares_us_per_kb is None else f"{s.least_squares_us_per_kb:.2f}"
-    two = "-" if s.two_point_us_per_kb is None else f"{s.two_point_us_per_kb:.2f}"
+    fitted, two, cpu = (_ms(v) for v in (s.least_squares_us_per_kb, s.two_point_us_per_kb, s.cpu_us_per_kb))
     over = ", ".join(label(size) for size in s.points) or "no sizes >= 18.5 KB"
-    return f"{s.gateway}: slope {fitted} µs/KB (least squares over {over}); two-point {two} µs/KB"
+    return f"{s.gateway}: slope {fitted} µs/KB (least squares over {over}); two-point {two} µs/KB; CPU {cpu} µs/KB"
 
 
 def section(report: Report, table: Table, marks: dict[str, str]) -> list[str]:

@@ -117,8 +117,8 @@ def least_squares(points: Sequence[tuple[float, float]]) -> float | None:
 
 def slope(rows: Sequence[SizeRow]) -> SizeSlope | None:
     """How the added p50 of one scenario on one gateway grows with the body above ``SLOPE_FROM``, in µs per KB of
-    client body: least squares over the measured sizes at or above it, and the two-point slope between the largest
-    and the smallest of them. None without rows."""
+    client body: least squares over the measured sizes at or above it, the two-point slope between the largest
+    and the smallest of them, and the least-squares slope of the gateway's CPU per request. None without rows."""
     if not rows:
         return None
     usable = sorted(
@@ -128,12 +128,14 @@ def slope(rows: Sequence[SizeRow]) -> SizeSlope | None:
     two_point = None
     if len(points) >= 2 and points[-1][0] != points[0][0]:
         two_point = (points[-1][1] - points[0][1]) / (points[-1][0] - points[0][0])
+    cpu = [(r.client_bytes / BYTES_PER_KB, r.cpu_ms * US_PER_MS) for r in usable if r.cpu_ms is not None]
     return SizeSlope(
         scenario=rows[0].scenario,
         gateway=rows[0].gateway,
         points=[r.size for r in usable],
         least_squares_us_per_kb=least_squares(points),
         two_point_us_per_kb=two_point,
+        cpu_us_per_kb=least_squares(cpu),
     )
 
 

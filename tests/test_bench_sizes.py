@@ -126,7 +126,7 @@ def _rows(scenario: str, gateway: str, per_kb_us: float, base_ms: float = 1.0) -
             added=_dist(base_ms + per_kb_us * max(0, size - 18_500) / 1e6),
             direct=_dist(0.3),
             total=_dist(0.3 + base_ms + per_kb_us * max(0, size - 18_500) / 1e6),
-            cpu_ms=1.0,
+            cpu_ms=base_ms + per_kb_us * max(0, size - 18_500) / 1e6,  # CPU grows as the wall time does
             upstream_cpu_ms=0.2,
         )
         for size in SIZES
@@ -139,6 +139,7 @@ def test_slope_is_least_squares_over_the_sizes_from_the_headline_up() -> None:
     fitted = sweep.slope(_rows("anthropic-chat", "fastgw", 7.0))
     assert fitted is not None and fitted.points == [18_500, 200_000, 1_000_000]  # the 2 KB point is left out
     assert fitted.least_squares_us_per_kb == pytest.approx(7.0) and fitted.two_point_us_per_kb == pytest.approx(7.0)
+    assert fitted.cpu_us_per_kb == pytest.approx(7.0)
     rows = _rows("anthropic-chat", "fastgw", 7.0)
     assert rows[2].added is not None
     rows[2].added = _dist(rows[2].added.p50 + 0.5)  # a bump at 200 KB moves the fit, not the two-point slope
@@ -218,8 +219,11 @@ def test_the_report_has_a_body_size_section_with_a_table_per_direction(tmp_path:
     report = _report(rows, [PeerInfo(name="litellm", command="", status="ok")])
     text = report_module.write(report, tmp_path, {})
     assert "## Body size" in text and "### anthropic-chat" in text and "### responses-anthropic" in text
-    assert "| fastgw | 1 MB | 1,000,000 | 1,000,000 | 0.30 | 4.14 | 3.84 | 4.61 | 1.00 | 0.20 | 0/0 | 50 |" in text
-    assert "fastgw: slope 3.00 µs/KB (least squares over 18.5 KB, 200 KB, 1 MB); two-point 3.00 µs/KB" in text
+    assert "| fastgw | 1 MB | 1,000,000 | 1,000,000 | 0.30 | 4.14 | 3.84 | 4.61 | 3.84 | 0.20 | 0/0 | 50 |" in text
+    assert (
+        "fastgw: slope 3.00 µs/KB (least squares over 18.5 KB, 200 KB, 1 MB); two-point 3.00 µs/KB; CPU 3.00 µs/KB"
+        in text
+    )
     assert "litellm: slope 40.00 µs/KB" in text
     assert (
         "| Body size: added p50 slope above 20 KB, responses-anthropic | <= 4 µs/KB | 5.000 µs/KB | **FAIL** |" in text
