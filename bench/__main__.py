@@ -2,7 +2,9 @@
 
 ``python -m bench run`` starts the fake upstream, fastgw and the peers on loopback, measures every phase, and writes
 ``report.json``, ``report.md``, ``samples.json`` and one ``latency-<scenario>.png`` per scenario into
-``bench/results/<timestamp>/`` (printing the Markdown too).
+``bench/results/<timestamp>/`` (printing the Markdown too). ``python -m bench sizes`` measures the body-size sweep
+alone (``run --sizes`` adds it to a full run), into the same files. ``python -m bench paced`` measures many long
+streams with tokens trickling in (``bench/paced.py``), into ``bench/results/<timestamp>-paced/``.
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from bench import phases
+from bench.bodysize import SIZES
 from bench.fixtures import DEFAULT_FIXTURES, load_bodies
 from bench.jobs import Protocol
 from bench.model import Machine, Report
 from bench.peers import PRESET_NAMES, PRESETS, PeerSpec, parse_peer
 from bench.procs import ServiceError
-from bench.scenarios import SCENARIOS
+from bench.scenarios import SCENARIOS, SINGLE
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PROTOCOLS: tuple[Protocol, ...] = ("http/1.1", "h2c")
@@ -39,6 +42,7 @@ _RECORDED_OPTIONS = (
     "protocols",
     "clients",
     "loadgen_procs",
+    "sizes",
 )
 
 
@@ -85,17 +89,10 @@ def _peer(text: str) -> PeerSpec:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def parser() -> argparse.ArgumentParser:
-    """The argument parser (``python -m bench --help``)."""
-    top = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    commands = top.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="run the benchmark", description="Run the benchmark on loopback.")
-    names = tuple(s.name for s in SCENARIOS)
-    run.add_argument(
-        "--scenarios", type=_csv(str, names), default=list(names), help=f"comma-separated subset of: {', '.join(names)}"
-    )
-    run.add_argument("--workers", type=_positive(int), default=1, help="fastgw worker processes (default 1)")
-    run.add_argument(
+def _common(command: argparse.ArgumentParser) -> None:
+    """The options ``run`` and ``sizes`` share."""
+    command.add_argument("--workers", type=_positive(int), default=1, help="fastgw worker processes (default 1)")
+    command.add_argument(
         "--peer",
         action="append",
         type=_peer,
@@ -105,11 +102,34 @@ def parser() -> argparse.ArgumentParser:
         "with {port} and {upstream} (OpenAI base URL of the fake upstream) placeholders, optionally "
         "{workers} and {dir}; repeatable (default: every preset, none with --quick)",
     )
-    run.add_argument("--no-peers", action="store_true", help="measure no peer")
-    run.add_argument("--quick", action="store_true", help="a ~30 s smoke run (fewer requests, shorter windows)")
-    run.add_argument(
+    command.add_argument("--no-peers", action="store_true", help="measure no peer")
+    command.add_argument("--quick", action="store_true", help="a smoke run (fewer requests, shorter windows)")
+    command.add_argument(
         "--requests", type=_positive(int), help="measured non-streaming requests per latency job (streams: fewer)"
     )
+    command.add_argument(
+        "--loadgen-procs", type=_positive(int), default=2, help="load generator processes for throughput (default 2)"
+    )
+    command.add_argument(
+        "--fixtures", type=Path, default=DEFAULT_FIXTURES, help=f"captures folder (default {DEFAULT_FIXTURES})"
+    )
+    command.add_argument("--out", type=Path, default=RESULTS, help=f"results root (default {RESULTS})")
+    command.add_argument("--no-plots", action="store_true", help="skip the PNG histograms")
+
+
+_SIZES_HELP = "body sizes in bytes, comma-separated (default " + ",".join(str(s) for s in SIZES) + ")"
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser (``python -m bench --help``)."""
+    top = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    commands = top.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run the benchmark", description="Run the benchmark on loopback.")
+    names = tuple(s.name for s in SCENARIOS)
+    run.add_argument(
+        "--scenarios", type=_csv(str, names), default=list(names), help=f"comma-separated subset of: {', '.join(names)}"
+    )
+    _common(run)
     run.add_argument("--duration", type=_positive(float), help="seconds of each throughput measuring window")
     run.add_argument("--compare-workers", action="store_true", help="run the throughput phase with 1 and 2 workers")
     run.add_argument(
@@ -119,13 +139,28 @@ def parser() -> argparse.ArgumentParser:
         "--clients", type=_csv(_positive(int)), default=[32, 128], help="throughput client counts (default 32,128)"
     )
     run.add_argument(
-        "--loadgen-procs", type=_positive(int), default=2, help="load generator processes for throughput (default 2)"
+        "--sizes",
+        type=_csv(_positive(int)),
+        nargs="?",
+        const=list(SIZES),
+        default=[],
+        help="add the body-size sweep of the selected single-target scenarios; " + _SIZES_HELP,
     )
-    run.add_argument(
-        "--fixtures", type=Path, default=DEFAULT_FIXTURES, help=f"captures folder (default {DEFAULT_FIXTURES})"
+    sizes = commands.add_parser(
+        "sizes",
+        help="the body-size sweep alone",
+        description="Non-streaming added latency at concurrency 1 in every direction at each body size, the slope "
+        "above 20 KB, and the peers on the headline direction.",
     )
-    run.add_argument("--out", type=Path, default=RESULTS, help=f"results root (default {RESULTS})")
-    run.add_argument("--no-plots", action="store_true", help="skip the PNG histograms")
+    singles = tuple(s.name for s in SINGLE)
+    sizes.add_argument(
+        "--scenarios",
+        type=_csv(str, singles),
+        default=list(singles),
+        help=f"comma-separated subset of: {', '.join(singles)}",
+    )
+    sizes.add_argument("--sizes", type=_csv(_positive(int)), default=list(SIZES), help=_SIZES_HELP)
+    _common(sizes)
     _paced_parser(commands)
     return top
 
@@ -220,7 +255,7 @@ def machine() -> Machine:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and run; returns the exit status: 1 if the run aborted (failing targets are not an error)."""
-    from bench import plots, report, runner, targets
+    from bench import plots, report, runner, sweep, targets
 
     args = parser().parse_args(argv)
     if args.command == "paced":
@@ -233,30 +268,38 @@ def main(argv: list[str] | None = None) -> int:
     folder = args.out / time.strftime("%Y%m%d-%H%M%S")
     folder.mkdir(parents=True, exist_ok=True)
     peers: list[PeerSpec] = args.peer or ([] if args.quick else [PRESETS[name] for name in PRESET_NAMES])
+    sizes_only = args.command == "sizes"
+    singles = {s.name for s in SINGLE}
     options = runner.Options(
-        scenarios=args.scenarios,
+        scenarios=[] if sizes_only else args.scenarios,
         workers=args.workers,
         peers=[] if args.no_peers else peers,
-        protocols=args.protocols,
-        clients=args.clients,
-        compare_workers=args.compare_workers,
+        protocols=getattr(args, "protocols", ["http/1.1"]),
+        clients=getattr(args, "clients", [32]),
+        compare_workers=getattr(args, "compare_workers", False),
         loadgen_processes=args.loadgen_procs,
-        budget=budget(args.quick, args.requests, args.duration),
+        budget=budget(args.quick, args.requests, getattr(args, "duration", None)),
         bodies=bodies,
         folder=folder,
+        sizes=tuple(args.sizes),
+        size_scenarios=tuple(name for name in args.scenarios if name in singles),
+        sizes_only=sizes_only,
+        fixtures=args.fixtures,
     )
     result = Report(
         started=time.strftime("%Y-%m-%d %H:%M:%S"),
         seconds=0.0,
         command="python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv),
         machine=machine(),
-        options={name: getattr(args, name) for name in _RECORDED_OPTIONS},
+        options={name: getattr(args, name, None) for name in _RECORDED_OPTIONS},
         body=bodies.provenance,
         workers=args.workers,
         scenarios={},
     )
     raw = runner.execute(options, result)
-    result.targets = targets.evaluate(result)
+    result.targets = [] if sizes_only else targets.evaluate(result)
+    result.size_slopes = sweep.slopes(result.sizes)
+    result.size_targets = targets.sizes(result) if args.sizes else []
     text = report.write(result, folder, raw)
     if not args.no_plots:
         plots.histograms(raw, folder)

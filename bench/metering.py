@@ -122,16 +122,29 @@ class BacklogWatch:
         )
 
     def drain(self) -> bool:
-        """After the job: scrape until nothing is queued (True) or ``DRAIN_TIMEOUT`` passes (False)."""
+        """After the job: scrape until nothing is queued and the written count held still from one scrape to the next
+        (True), or ``DRAIN_TIMEOUT`` passes (False).
+
+        The writer takes a batch off its queue before it writes it (in a thread) and counts it once written, so
+        ``queued`` reads 0 while the last batch is still being written; stopping there reported every record of a
+        short job as unwritten now and then. A count that stays put over a scrape interval (0.2 s, against a few ms
+        to write a batch) means that write is over.
+        """
         deadline = time.monotonic() + DRAIN_TIMEOUT
+        settled: int | None = None
         while True:
             time.sleep(EVERY)
             try:
                 self.state.merge(scrape(self.port, self.token))
             except ServiceError as error:
                 self.errors.append(str(error))
-            if not sum(self.state.queued.values()):
+            written = sum(self.state.written.values())
+            if sum(self.state.queued.values()):
+                settled = None
+            elif written == settled:
                 return True
+            else:
+                settled = written
             if time.monotonic() > deadline:
                 return False
 

@@ -56,6 +56,62 @@ class LatencyRow(msgspec.Struct, kw_only=True):
     cpu_ms: float | None = None
 
 
+class SizeRow(msgspec.Struct, kw_only=True):
+    """Concurrency-1 non-streaming figures of one gateway on one scenario at one body size (the body-size sweep).
+
+    Attributes:
+        scenario: Scenario name (a direction, e.g. ``anthropic-chat``, or ``anthropic-passthrough``).
+        gateway: ``fastgw`` or a peer's name.
+        size: The target body size in bytes (``bodysize.SIZES``).
+        client_bytes: The client's request body as sent to the gateway.
+        direct_bytes: Its upstream-dialect equivalent as sent straight to the fake upstream.
+        status: ``ok``, or why there are no figures.
+        errors: Failed gateway requests among the measured ones.
+        direct_errors: Failed direct requests.
+        direct: Total time straight to the fake upstream.
+        total: Total time through the gateway.
+        added: ``total`` minus ``direct``, statistic by statistic.
+        cpu_ms: Gateway CPU time per request during the job.
+        upstream_cpu_ms: The fake upstream's CPU time per request it served during the job (both sides' requests):
+            what the direct baseline spends parsing the body, so a large one is visible.
+    """
+
+    scenario: str
+    gateway: str
+    size: int
+    client_bytes: int
+    direct_bytes: int
+    status: str = "ok"
+    errors: int = 0
+    direct_errors: int = 0
+    direct: Dist | None = None
+    total: Dist | None = None
+    added: Dist | None = None
+    cpu_ms: float | None = None
+    upstream_cpu_ms: float | None = None
+
+
+class SizeSlope(msgspec.Struct, kw_only=True):
+    """How one gateway's added latency grows with the body in one scenario, above the headline size.
+
+    Attributes:
+        scenario: Scenario name.
+        gateway: ``fastgw`` or a peer's name.
+        points: Sizes the fit used (targets in bytes, those at or above the 18.5 KB headline size).
+        least_squares_us_per_kb: Least-squares slope of added p50 (µs) over the client body (KB = 1,000 bytes).
+        two_point_us_per_kb: (added p50 at the largest size - at the smallest of ``points``) / their KB difference.
+        cpu_us_per_kb: Least-squares slope of the gateway's CPU per request (µs) over the same points: the cost the
+            issue says the growth is made of, and much steadier than wall time on a shared machine.
+    """
+
+    scenario: str
+    gateway: str
+    points: list[int]
+    least_squares_us_per_kb: float | None
+    two_point_us_per_kb: float | None
+    cpu_us_per_kb: float | None = None
+
+
 class TwinRow(msgspec.Struct, kw_only=True):
     """A variant scenario (pooled or governed) beside its plain twin, interleaved in one job.
 
@@ -274,4 +330,8 @@ class Report(msgspec.Struct, kw_only=True):
     capacity: Capacity | None = None
     loadgen: LoadgenInfo | None = None
     targets: list[TargetResult] = []
+    sizes: list[SizeRow] = []
+    size_bodies: list[str] = []
+    size_slopes: list[SizeSlope] = []
+    size_targets: list[TargetResult] = []
     aborted: str = ""

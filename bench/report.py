@@ -11,7 +11,7 @@ from pathlib import Path
 
 import msgspec
 
-from bench import metering
+from bench import metering, report_sizes
 from bench.model import LatencyRow, Report, TwinRow, TwinThroughput
 from bench.stats import Dist
 
@@ -271,15 +271,19 @@ def _header(report: Report) -> list[str]:
 def markdown(report: Report) -> str:
     """The whole report as Markdown."""
     lines = _header(report)
-    lines += ["## Targets (Anthropic -> Chat, 18.5 KB body, HTTP/1.1)", ""]
-    lines += _table(
-        ["target", "threshold", "measured", "result"],
-        ([t.name, t.threshold, t.measured, _MARK[t.verdict]] for t in report.targets),
-    )
-    lines += ["## Added latency at concurrency 1, non-streaming", ""]
-    lines += _plain([r for r in report.latency if r.mode == "non-stream"])
-    lines += ["## Streaming at concurrency 1", ""]
-    lines += _streams([r for r in report.latency if r.mode != "non-stream"])
+    if report.targets:
+        lines += ["## Targets (Anthropic -> Chat, 18.5 KB body, HTTP/1.1)", ""]
+        lines += _table(
+            ["target", "threshold", "measured", "result"],
+            ([t.name, t.threshold, t.measured, _MARK[t.verdict]] for t in report.targets),
+        )
+    if plain := [r for r in report.latency if r.mode == "non-stream"]:
+        lines += ["## Added latency at concurrency 1, non-streaming", ""]
+        lines += _plain(plain)
+    if streams := [r for r in report.latency if r.mode != "non-stream"]:
+        lines += ["## Streaming at concurrency 1", ""]
+        lines += _streams(streams)
+    lines += report_sizes.section(report, _table, _MARK)
     lines += _twins(
         "Pooled route vs its single-target twin", POOLED_INTRO, "pooled", report.pooled, report.pooled_throughput
     )
@@ -291,7 +295,34 @@ def markdown(report: Report) -> str:
         report.governed_throughput,
     )
     lines += _metering(report)
-    lines += ["## Throughput (non-streaming headline request, closed loop)", ""]
+    lines += _throughput(report)
+    lines += ["## Memory (MiB)", ""]
+    lines += _table(
+        ["gateway", "pid", "role", "idle RSS", "peak RSS (polled)", "VmHWM"],
+        (
+            [m.gateway, str(m.pid), m.role, _ms(m.idle_mib, 1), _ms(m.peak_mib, 1), _ms(m.hwm_mib, 1)]
+            for m in report.memory
+        ),
+    )
+    for g in report.growth:
+        lines += [
+            f"RSS over {g.streams} sequential 1,000-event streams ({g.gateway}, after warm-up, {g.errors} errors): "
+            f"{g.before_mib:.1f} -> {g.after_mib:.1f} MiB ({g.growth_mib:+.2f} MiB).",
+            "",
+        ]
+    rows = [[name, "scenario", status] for name, status in report.scenarios.items()]
+    rows += [[p.name, f"peer: `{p.command}`", p.status] for p in report.peers]
+    if rows:
+        lines += ["## Scenarios and peers", ""]
+        lines += _table(["name", "what", "status"], rows)
+    return "\n".join(lines)
+
+
+def _throughput(report: Report) -> list[str]:
+    """The throughput table and the upstream capacity line (nothing when the run had no throughput phase)."""
+    if not report.throughput:
+        return []
+    lines = ["## Throughput (non-streaming headline request, closed loop)", ""]
     header = [
         "target",
         "workers",
@@ -329,25 +360,7 @@ def markdown(report: Report) -> str:
             f"req/s direct vs {c.gateway_rps:.0f} req/s through fastgw = {c.ratio:.1f}x (needs >= 5x).",
             "",
         ]
-    lines += ["## Memory (MiB)", ""]
-    lines += _table(
-        ["gateway", "pid", "role", "idle RSS", "peak RSS (polled)", "VmHWM"],
-        (
-            [m.gateway, str(m.pid), m.role, _ms(m.idle_mib, 1), _ms(m.peak_mib, 1), _ms(m.hwm_mib, 1)]
-            for m in report.memory
-        ),
-    )
-    for g in report.growth:
-        lines += [
-            f"RSS over {g.streams} sequential 1,000-event streams ({g.gateway}, after warm-up, {g.errors} errors): "
-            f"{g.before_mib:.1f} -> {g.after_mib:.1f} MiB ({g.growth_mib:+.2f} MiB).",
-            "",
-        ]
-    lines += ["## Scenarios and peers", ""]
-    rows = [[name, "scenario", status] for name, status in report.scenarios.items()]
-    rows += [[p.name, f"peer: `{p.command}`", p.status] for p in report.peers]
-    lines += _table(["name", "what", "status"], rows)
-    return "\n".join(lines)
+    return lines
 
 
 def write(report: Report, folder: Path, raw: dict[str, dict[str, dict[str, list[int]]]]) -> str:

@@ -17,9 +17,10 @@ from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bench import metering, phases
+from bench import metering, phases, sweep
+from bench.bodysize import SizedBodies, sized_bodies
 from bench.driver import LoadGen, LoadGenError
-from bench.fixtures import Bodies
+from bench.fixtures import DEFAULT_FIXTURES, Bodies
 from bench.jobs import Protocol
 from bench.memory import Watch
 from bench.model import (
@@ -67,6 +68,13 @@ class Options:
     budget: phases.Budget
     bodies: Bodies
     folder: Path
+    sizes: tuple[int, ...] = ()
+    """Body sizes of the sweep (empty: no sweep)."""
+    size_scenarios: tuple[str, ...] = ()
+    """Scenarios the sweep measures on fastgw (peers: the headline one, if among them)."""
+    sizes_only: bool = False
+    """Measure the sweep alone (``python -m bench sizes``): no other fastgw phase, peers swept only."""
+    fixtures: Path = DEFAULT_FIXTURES
 
 
 _T0 = time.monotonic()
@@ -103,6 +111,8 @@ class Run:
         stack.callback(self.loadgen.close)
         self.prepared: dict[tuple[str, str], Prepared] = {}
         self.governed: tuple[Gateway, phases.Endpoint] | None = None
+        self.sized: list[SizedBodies] = sized_bodies(options.bodies, options.sizes, options.fixtures)
+        report.size_bodies = [sized.bodies.provenance for sized in self.sized]
         for name in options.scenarios:
             try:
                 for mode in MODES:
@@ -305,14 +315,33 @@ class Run:
         _say(f"{endpoint.name}: {rows} usage rows for {served} requests served")
         self.governed = None
 
+    def _sweep(self, endpoint: phases.Endpoint, names: Collection[str]) -> None:
+        """The body-size sweep of ``names`` on one gateway: one latency job per scenario and size."""
+        for name in names:
+            for sized in self.sized:
+                row = sweep.measure(self.loadgen, name, sized, endpoint, self.upstream, self.options.budget)
+                self._check()
+                self.report.sizes.append(row)
+                added = f"{row.added.p50:.3f} ms" if row.added else row.status
+                _say(f"{endpoint.name} {name} {row.client_bytes:,} B: added p50 {added}")
+
     def fastgw(self) -> None:
-        """Every fastgw phase on the main gateway, and the governed scenarios on the governed one."""
+        """Every fastgw phase on the main gateway, and the governed scenarios on the governed one (with
+        ``sizes_only``, the body-size sweep alone)."""
         dialects = {p.scenario.upstream for p in self.prepared.values()} | {"openai-chat"}
-        pooled = {p.scenario.upstream for p in self.prepared.values() if p.scenario.variant == "pooled"}
+        dialects |= {SCENARIO_BY_NAME[name].upstream for name in self.options.size_scenarios}
+        pooled = {p.scenario.upstream for p in self.prepared.values() if p.scenario.pool}
         gateway, endpoint = self._gateway(self.options.workers, dialects, "fastgw", pooled)
+        if self.options.sizes_only:
+            self._sweep(endpoint, self.options.size_scenarios)
+            self.report.memory += self.watch.finish("fastgw")
+            self._stopped(gateway.service)
+            return
         self._start_governed(dialects, pooled)
         for name in self.options.scenarios:
             self._scenario(name, endpoint)
+        if self.sized:
+            self._sweep(endpoint, self.options.size_scenarios)
         self._capacity(endpoint)
         self._twin_throughput(endpoint)
         if "h2c" in self.options.protocols:
@@ -356,10 +385,12 @@ class Run:
         endpoint = phases.Endpoint(spec.name, port, tree(service.pid))
         status = "ok"
         try:
-            for mode in MODES:
-                self._latency(self.headline(mode.name), "http/1.1", endpoint)
-            for clients in self.options.clients:
-                self._throughput(endpoint, "http/1.1", clients, self.options.workers)
+            if not self.options.sizes_only:
+                for mode in MODES:
+                    self._latency(self.headline(mode.name), "http/1.1", endpoint)
+                for clients in self.options.clients:
+                    self._throughput(endpoint, "http/1.1", clients, self.options.workers)
+            self._sweep(endpoint, [HEADLINE] if HEADLINE in self.options.size_scenarios and self.sized else [])
         except ServiceError as why:
             self.fake.check_alive()  # without the upstream the run is over; a dead peer only ends its own part
             status = f"failed during measurement: {_first(why)}"

@@ -18,6 +18,10 @@ A governed scenario (``anthropic-chat-governed``) is its twin's very request (sa
 gateway key in place of the bench key, sent to a second fastgw whose ``data_dir`` holds a team and a key with every
 limit set and whose config has org limits and the metering writer on (``gateway_config(governed=True)``); the twin
 goes to the main fastgw, which has no key, no limits and metering off. Both configs are otherwise the same.
+
+The governed path with a route with fallbacks (``anthropic-chat-governed-pooled``) is both at once: the pooled
+request (``pool-`` model, so the 3-key pool with two fallback levels) with the gateway key, sent to the governed
+fastgw, beside the bare twin (``anthropic-chat``) on the main one.
 """
 
 from __future__ import annotations
@@ -66,7 +70,8 @@ class Scenario:
     """A client dialect on a gateway path, routed to an upstream dialect; ``source`` names the body it sends.
 
     ``twin`` names the plain scenario a variant copies, and ``variant`` says how it differs (None: not a variant):
-    ``pooled`` (through a 3-key pool with fallbacks) or ``governed`` (with a gateway key, limits and metering).
+    ``pooled`` (through a 3-key pool with fallbacks) or ``governed`` (with a gateway key, limits and metering);
+    ``pool`` says whether its model is the pooled route's (a pooled variant, or a governed one over the pool).
     """
 
     name: str
@@ -76,11 +81,15 @@ class Scenario:
     source: str
     twin: str | None = None
     variant: Variant | None = None
+    pool: bool = False
 
 
-def variant(twin: Scenario, kind: Variant) -> Scenario:
-    """``twin`` as a pooled or governed variant (see the module docstring)."""
-    return replace(twin, name=f"{twin.name}-{kind}", twin=twin.name, variant=kind)
+def variant(twin: Scenario, kind: Variant, pool: bool = False) -> Scenario:
+    """``twin`` as a pooled or governed variant, a governed one over the pooled route if ``pool`` (see the module
+    docstring): named ``<twin>-pooled``, ``<twin>-governed`` or ``<twin>-governed-pooled``."""
+    pool = pool or kind == "pooled"
+    name = f"{twin.name}-{kind}" + ("-pooled" if pool and kind != "pooled" else "")
+    return replace(twin, name=name, twin=twin.name, variant=kind, pool=pool)
 
 
 SINGLE = (
@@ -90,11 +99,16 @@ SINGLE = (
     Scenario("responses-anthropic", "/v1/responses", "openai-responses", "anthropic", "codex"),
     Scenario("chat-anthropic", "/v1/chat/completions", "openai-chat", "anthropic", "claude-code"),
 )
-SCENARIOS = (*SINGLE, *(variant(SINGLE[i], kind) for kind in ("pooled", "governed") for i in (0, 1)))
+SCENARIOS = (
+    *SINGLE,
+    *(variant(SINGLE[i], kind) for kind in ("pooled", "governed") for i in (0, 1)),
+    variant(SINGLE[0], "governed", pool=True),
+)
 SCENARIO_BY_NAME = {scenario.name: scenario for scenario in SCENARIOS}
 HEADLINE = "anthropic-chat"
 HEADLINE_POOLED = "anthropic-chat-pooled"
 HEADLINE_GOVERNED = "anthropic-chat-governed"
+HEADLINE_GOVERNED_POOLED = "anthropic-chat-governed-pooled"
 
 UPSTREAM_PATHS = {
     "openai-chat": "/v1/chat/completions",
@@ -134,7 +148,7 @@ class Prepared:
 
 def client_model(scenario: Scenario, mode: Mode) -> str:
     """The model name the client asks for, which routes it to the scenario's upstream with the mode's script."""
-    prefix = POOL_PREFIX if scenario.variant == "pooled" else ""
+    prefix = POOL_PREFIX if scenario.pool else ""
     return prefix + MODEL_PREFIXES[scenario.upstream] + mode.fake_model
 
 
@@ -242,7 +256,7 @@ METERING_INTERVAL = 1.0
 """The governed gateway's metering writer flushes at least this often (seconds; fastgw's default)."""
 GOVERNED_TEAM = "bench-team"
 GOVERNED_KEY_NAME = "bench-key"
-GOVERNED_MODELS = ("fake-*", "ant-fake-*", "resp-fake-*")
+GOVERNED_MODELS = ("fake-*", "ant-fake-*", "resp-fake-*", f"{POOL_PREFIX}*")
 GOVERNED_PATHS = ("/v1/*",)
 GOVERNED_IPS = ("127.0.0.0/8",)
 GOVERNED_LIMITS = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bench.model import LatencyRow, Report, TargetResult, ThroughputRow, TwinRow, Verdict
-from bench.scenarios import HEADLINE, HEADLINE_GOVERNED, HEADLINE_POOLED
+from bench.scenarios import HEADLINE, HEADLINE_GOVERNED, HEADLINE_GOVERNED_POOLED, HEADLINE_POOLED
 
 MB_PER_MIB = 1.048576
 FLAT_GROWTH_MIB = 1.0
@@ -19,6 +19,9 @@ POOLED_OVER_TWIN_MS = 0.05
 """What a route with fallbacks and a 3-key pool may add, at p50, over a single-target route in the same run."""
 GOVERNED_OVER_TWIN_MS = 0.1
 """What auth, limits and metering may add, at p50, over the ungoverned gateway in the same run."""
+GOVERNED_POOLED_OVER_TWIN_MS = GOVERNED_OVER_TWIN_MS + POOLED_OVER_TWIN_MS
+"""What the governed path over a route with fallbacks may add, at p50, over the bare path (single target, no
+governance) in the same run: the two budgets above together, since the two costs are independent."""
 BACKLOG_GROWTH = 500
 """Records of metering backlog growth over the throughput job still called none: half the writer's batch, well
 under the sawtooth of a writer that keeps up (0 to one flush's worth) and well under what a writer a fifth
@@ -91,7 +94,7 @@ def _over_twin(rows: list[TwinRow], scenario: str, name: str, limit: float) -> T
         ),
         None,
     )
-    return _limit(name, f"<= {limit} ms", row.delta.p50 if row and row.delta else None, lambda v: v <= limit)
+    return _limit(name, f"<= {limit:g} ms", row.delta.p50 if row and row.delta else None, lambda v: v <= limit)
 
 
 def _backlog(report: Report) -> TargetResult:
@@ -201,6 +204,13 @@ def evaluate(report: Report) -> list[TargetResult]:
             "Non-streaming p50 added by auth, limits and metering (governed minus ungoverned twin)",
             GOVERNED_OVER_TWIN_MS,
         ),
+        _over_twin(
+            report.governed,
+            HEADLINE_GOVERNED_POOLED,
+            "Non-streaming p50 added by auth, limits, metering, a 3-key pool and 2 fallback levels (governed pooled "
+            "minus the bare twin)",
+            GOVERNED_POOLED_OVER_TWIN_MS,
+        ),
         _backlog(report),
         _throughput_vs_peers(report),
         _errors(report),
@@ -227,3 +237,72 @@ def evaluate(report: Report) -> list[TargetResult]:
             "x",
         ),
     ]
+
+
+SLOPE_US_PER_KB = 4.0
+"""Added latency per KB of request body above ~20 KB the issue allows, in every direction."""
+ONE_MB = 1_000_000
+ONE_MB_ADDED_MS = 5.0
+"""Added p50 the issue allows for a 1 MB body, in every direction."""
+BELOW_PEERS_AT_1MB = 5.0
+"""How many times below each peer fastgw's added p50 must be at 1 MB (on the direction the peers speak)."""
+
+
+def _size_rows(report: Report, gateway: str) -> list[str]:
+    """The scenarios the sweep measured on ``gateway``, in order."""
+    return list(dict.fromkeys(r.scenario for r in report.sizes if r.gateway == gateway))
+
+
+def _at_1mb(report: Report, scenario: str, gateway: str) -> float | None:
+    row = next(
+        (r for r in report.sizes if (r.scenario, r.gateway, r.size, r.status) == (scenario, gateway, ONE_MB, "ok")),
+        None,
+    )
+    return row.added.p50 if row and row.added else None
+
+
+def _peers_at_1mb(report: Report) -> TargetResult:
+    name = f"Body size: 1 MB added p50, {HEADLINE}, below each peer"
+    threshold = f">= {BELOW_PEERS_AT_1MB:g}x below"
+    ours = _at_1mb(report, HEADLINE, "fastgw")
+    peers = [(n, value) for n in _peer_names(report) if (value := _at_1mb(report, HEADLINE, n)) is not None]
+    if ours is None or not peers:
+        why = "no peer measured at 1 MB" if ours is not None else "fastgw not measured at 1 MB"
+        return TargetResult(name=name, threshold=threshold, measured=why, verdict="n/a")
+    ratios = [(n, value / ours if ours > 0 else float("inf")) for n, value in peers]
+    measured = f"fastgw {ours:.2f} ms; " + "; ".join(
+        f"{n} {v:.2f} ms ({r:.1f}x)" for (n, v), (_, r) in zip(peers, ratios, strict=True)
+    )
+    return TargetResult(
+        name=name,
+        threshold=threshold,
+        measured=measured,
+        verdict=_verdict(all(r >= BELOW_PEERS_AT_1MB for _, r in ratios)),
+    )
+
+
+def sizes(report: Report) -> list[TargetResult]:
+    """The body-size targets of the issue, per direction measured on fastgw: the least-squares slope of added p50
+    above ~20 KB (µs per KB), the added p50 at 1 MB, and fastgw against each peer at 1 MB."""
+    slopes = {(s.scenario, s.gateway): s for s in report.size_slopes}
+    out = []
+    for scenario in _size_rows(report, "fastgw"):
+        fitted = slopes.get((scenario, "fastgw"))
+        out.append(
+            _limit(
+                f"Body size: added p50 slope above 20 KB, {scenario}",
+                f"<= {SLOPE_US_PER_KB:g} µs/KB",
+                fitted.least_squares_us_per_kb if fitted else None,
+                lambda v: v <= SLOPE_US_PER_KB,
+                " µs/KB",
+            )
+        )
+        out.append(
+            _limit(
+                f"Body size: 1 MB added p50, {scenario}",
+                f"<= {ONE_MB_ADDED_MS:g} ms",
+                _at_1mb(report, scenario, "fastgw"),
+                lambda v: v <= ONE_MB_ADDED_MS,
+            )
+        )
+    return out + [_peers_at_1mb(report)]

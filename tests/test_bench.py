@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import signal
 import tomllib
 from collections.abc import Iterator
@@ -253,21 +254,21 @@ GOVERNED = [scenario for scenario in SCENARIOS if scenario.variant == "governed"
 )
 def test_a_variant_is_its_twin_but_for_the_model_name_or_the_key(kind: str, headline: str, prefix: str) -> None:
     variants = [scenario for scenario in SCENARIOS if scenario.variant == kind]
-    assert {s.name: s.twin for s in variants} == {
-        f"anthropic-chat-{kind}": "anthropic-chat",
-        f"anthropic-passthrough-{kind}": "anthropic-passthrough",
-    }
+    expected = {f"anthropic-chat-{kind}": "anthropic-chat", f"anthropic-passthrough-{kind}": "anthropic-passthrough"}
+    if kind == "governed":  # the governed path over the pooled route, beside the bare path
+        expected[scenarios.HEADLINE_GOVERNED_POOLED] = "anthropic-chat"
+    assert {s.name: s.twin for s in variants} == expected
     assert SCENARIO_BY_NAME[headline].twin == scenarios.HEADLINE
     bodies = load_bodies()
     for scenario in variants:
-        assert scenario.twin is not None
+        assert scenario.twin is not None and scenario.pool == (prefix == "pool-" or scenario.name.endswith("-pooled"))
         for mode in MODES:
             variant, twin = prepare(scenario, mode, bodies), prepare(SCENARIO_BY_NAME[scenario.twin], mode, bodies)
             assert variant.twin == twin.client and twin.twin is None
             assert variant.direct == twin.direct  # the same upstream request, so the same direct baseline
             assert (variant.client.path, variant.client.headers) == (twin.client.path, twin.client.headers)
             variant_body, twin_body = msgspec.json.decode(variant.client.body), msgspec.json.decode(twin.client.body)
-            assert variant_body.pop("model") == prefix + twin_body.pop("model")
+            assert variant_body.pop("model") == ("pool-" if scenario.pool else "") + twin_body.pop("model")
             assert variant_body == twin_body
 
 
@@ -369,6 +370,32 @@ def _governed_rights(rights: config_module.Rights) -> None:
     )
 
 
+def test_the_governed_pooled_route_is_the_pool_with_fallbacks_behind_every_level_of_governance(
+    tmp_path: Path,
+) -> None:
+    dialects, pooled = {"openai-chat", "anthropic"}, {"openai-chat"}
+    bare = gateway_config(8080, "http://127.0.0.1:9", dialects, pooled, str(tmp_path / "twin"))
+    text = gateway_config(8080, "http://127.0.0.1:9", dialects, pooled, str(tmp_path / "gov"), governed=True)
+    twin = config_module.from_mapping(tomllib.loads(bare), "bench")
+    governed = config_module.from_mapping(tomllib.loads(text), "bench")
+    assert governed.metering.enabled is True and twin.metering.enabled is False
+    _governed_rights(governed.org)
+    assert msgspec.structs.replace(governed, org=twin.org, metering=twin.metering, data_dir=twin.data_dir) == twin
+    scenario = SCENARIO_BY_NAME[scenarios.HEADLINE_GOVERNED_POOLED]
+    assert (scenario.variant, scenario.pool, scenario.twin) == ("governed", True, scenarios.HEADLINE)
+    table = RouteTable(governed)
+    for mode in MODES:
+        prepared = prepare(scenario, mode, load_bodies())
+        assert prepared.twin is not None
+        model = msgspec.json.decode(prepared.client.body)["model"]
+        rule, twin_rule = table.rule(model), table.rule(msgspec.json.decode(prepared.twin.body)["model"])
+        assert [len(level) for level in rule.levels] == [1, 1, 1] and [len(level) for level in twin_rule.levels] == [1]
+        primary, *fallbacks = (level[0][0] for level in rule.levels)
+        assert governed.providers[primary.provider].keys == list(POOL_KEYS)
+        assert fallbacks[-1].provider == twin_rule.primary.provider
+        assert any(fnmatch.fnmatchcase(model, pattern) for pattern in scenarios.GOVERNED_MODELS)
+
+
 def test_the_governed_config_has_org_limits_and_metering_and_its_twin_neither(tmp_path: Path) -> None:
     twin, governed = _governed_configs(tmp_path)
     assert twin.metering.enabled is False and twin.org == config_module.Rights() and twin.auth == "auto"
@@ -387,7 +414,8 @@ async def test_the_governed_gateway_takes_only_its_key_checks_every_level_and_me
     fake = FakeUpstream()
     await nursery.start(fake.serve)
     config_path = tmp_path / "governed.toml"
-    text = gateway_config(0, fake.base_url, {"openai-chat", "anthropic"}, (), str(tmp_path), governed=True)
+    dialects = {"openai-chat", "anthropic"}
+    text = gateway_config(0, fake.base_url, dialects, dialects, str(tmp_path), governed=True)
     config_path.write_text(text)
     for command in governance_commands(str(config_path)):  # the real CLI, as the run calls it
         assert cli.main(command) == 0
@@ -409,6 +437,7 @@ async def test_the_governed_gateway_takes_only_its_key_checks_every_level_and_me
                 response = await http.post(gateway.url + request.path, content=request.body, headers=headers)
                 assert response.status_code == status, response.text
     assert runtime.statistics().limiter.admitted == len(GOVERNED)  # org, team and key limits: one admission each
+    assert [key in POOL_KEYS for key in fake.keys] == [s.pool for s in GOVERNED]  # the pooled one took the pool
     assert runtime.services.usage is not None
     with trio.fail_after(10):
         await runtime.services.usage.wait_written(2 * len(GOVERNED))  # served and refused requests alike
@@ -646,6 +675,18 @@ def test_a_sawing_backlog_does_not_grow_and_one_falling_behind_does() -> None:
     assert metering.troughs(saw[:3]) == [] and metering.slope([(1.0, 5.0)]) == 0.0
 
 
+def test_draining_waits_until_the_last_batch_is_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The writer takes its batch off the queue, then writes it: queued reads 0 before written moves.
+    figures = [(5, 100), (0, 100), (0, 105), (0, 105)]
+    scrapes = iter(metering.Scrape(queued={"1": q}, written={"1": w}, served=105) for q, w in figures)
+    monkeypatch.setattr(metering, "scrape", lambda port, token: next(scrapes))
+    monkeypatch.setattr(metering, "EVERY", 0.0)
+    watch = _watched([], served=5, written=0)
+    watch.port, watch.token = 0, ""
+    assert watch.drain() and sum(watch.state.written.values()) == 105
+    assert next(scrapes, None) is None
+
+
 def test_the_writer_gauges_and_the_request_count_are_read_from_metrics() -> None:
     text = "\n".join(
         [
@@ -719,13 +760,15 @@ def test_smoke_run_measures_positive_latencies_without_errors(tmp_path: Path) ->
                 "--duration",
                 "0.3",
                 "--scenarios",
-                "anthropic-chat,anthropic-chat-pooled,anthropic-chat-governed",
+                "anthropic-chat,anthropic-chat-pooled,anthropic-chat-governed,anthropic-chat-governed-pooled",
                 "--protocols",
                 "http/1.1",
                 "--clients",
                 "4",
                 "--loadgen-procs",
                 "1",
+                "--sizes",
+                "2000",
                 "--no-peers",
                 "--no-plots",
                 "--out",
@@ -738,6 +781,7 @@ def test_smoke_run_measures_positive_latencies_without_errors(tmp_path: Path) ->
     assert status == 0
     (folder,) = tmp_path.iterdir()
     report = report_module.load(folder / "report.json")
+    assert [(r.scenario, r.size, r.status, r.errors) for r in report.sizes] == [("anthropic-chat", 2_000, "ok", 0)]
     rows = [row for row in report.latency if row.gateway == "fastgw"]
     assert {row.mode for row in rows} == {"non-stream", "stream-50", "stream-1000"}
     for row in rows:
@@ -754,23 +798,22 @@ def test_smoke_run_measures_positive_latencies_without_errors(tmp_path: Path) ->
     ((pooled_rps),) = report.pooled_throughput
     assert pooled_rps.twin_row.rps > 0 and pooled_rps.variant_row.rps > 0
     assert pooled_rps.twin_row.errors == 0 and pooled_rps.variant_row.errors == 0
-    assert {(row.mode, row.protocol) for row in report.governed} == {(mode.name, "http/1.1") for mode in MODES}
+    both = ("anthropic-chat-governed", "anthropic-chat-governed-pooled")
+    assert {(row.scenario, row.mode, row.protocol) for row in report.governed} == {
+        (name, mode.name, "http/1.1") for name in both for mode in MODES
+    }
     for governed in report.governed:
-        assert (governed.scenario, governed.twin, governed.gateway, governed.status) == (
-            "anthropic-chat-governed",
-            "anthropic-chat",
-            "fastgw-governed",
-            "ok",
-        )
+        assert (governed.twin, governed.gateway, governed.status) == ("anthropic-chat", "fastgw-governed", "ok")
         assert governed.twin_errors == 0 and governed.errors == 0 and governed.delta and governed.paired
         assert governed.cpu_ms and governed.twin_cpu_ms  # two gateways: the CPU of each side
     assert all(pooled.cpu_ms is None for pooled in report.pooled)  # one gateway: not split
-    ((governed_rps),) = report.governed_throughput
-    assert governed_rps.variant_row.rps > 0 and governed_rps.variant_row.errors == 0
-    ((backlog),) = report.metering
-    assert backlog.samples and backlog.drained and backlog.dropped == 0 and backlog.failed_scrapes == 0
-    assert backlog.written == backlog.served >= governed_rps.variant_row.requests
+    assert [t.scenario for t in report.governed_throughput] == list(both)
+    assert [m.scenario for m in report.metering] == list(both)
+    for governed_rps, backlog in zip(report.governed_throughput, report.metering, strict=True):
+        assert governed_rps.variant_row.rps > 0 and governed_rps.variant_row.errors == 0
+        assert backlog.samples and backlog.drained and backlog.dropped == 0 and backlog.failed_scrapes == 0
+        assert backlog.written == backlog.served >= governed_rps.variant_row.requests
     ((usage),) = report.usage
-    assert usage.rows == usage.served > backlog.served
+    assert usage.rows == usage.served > sum(backlog.served for backlog in report.metering)
     assert report.memory and all(m.peak_mib > 0 for m in report.memory)
     assert (folder / "report.md").read_text().startswith("# fastgw bench")
