@@ -86,6 +86,15 @@ class BodyDecoder:
         return payload
 
     def _feed_chunked(self, data: bytes) -> bytes:
+        if self._state is _State.SIZE and not self._buf:  # at a chunk boundary: take the whole chunks as they are
+            parts, pos = _whole_chunks(data)
+            if pos == len(data):
+                return parts[0] if len(parts) == 1 else b"".join(parts)
+            if parts:
+                return b"".join(parts) + self._feed_buffered(data[pos:])
+        return self._feed_buffered(data)
+
+    def _feed_buffered(self, data: bytes) -> bytes:
         buf = self._buf
         buf += data
         out: list[bytes] = []
@@ -140,6 +149,33 @@ class BodyDecoder:
         self._state = state
         del buf[:pos]
         return out[0] if len(out) == 1 else b"".join(out)
+
+
+def _whole_chunks(data: bytes) -> tuple[list[bytes], int]:
+    """The payloads of the complete, plainly framed chunks at the start of ``data`` (no extension, not the last
+    chunk), and where they end.
+
+    A relayed stream's read is usually exactly one or a few such chunks (one per SSE event); slicing them out of
+    the bytes as they came skips the general decoder's buffer and state machine, which cost about 3% of a relayed
+    event's CPU (py-spy, ``bench paced``). Anything else stops here and is left to ``_feed_buffered``, from the
+    same point, so the two cannot disagree.
+    """
+    parts: list[bytes] = []
+    pos, end = 0, len(data)
+    while pos < end:
+        eol = data.find(b"\r\n", pos, pos + 18)  # 16 hex digits and the CRLF: longer lines take the general path
+        if eol <= pos:
+            break
+        size_text = data[pos:eol]
+        if not _HEX.issuperset(size_text):
+            break
+        size = int(size_text, 16)
+        stop = eol + 2 + size
+        if not size or stop + 2 > end or data[stop : stop + 2] != b"\r\n":
+            break
+        parts.append(data[eol + 2 : stop])
+        pos = stop + 2
+    return parts, pos
 
 
 class Head:
