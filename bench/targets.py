@@ -40,17 +40,43 @@ def _limit(
     return TargetResult(name=name, threshold=threshold, measured=f"{value:.3f}{unit}", verdict=_verdict(ok(value)))
 
 
-def _row(report: Report, gateway: str, mode: str) -> LatencyRow | None:
+def _row(report: Report, gateway: str, mode: str, protocol: str = "http/1.1") -> LatencyRow | None:
     for row in report.latency:
         if (row.scenario, row.gateway, row.mode, row.protocol, row.status) == (
             HEADLINE,
             gateway,
             mode,
-            "http/1.1",
+            protocol,
             "ok",
         ):
             return row
     return None
+
+
+H2C_OVER_HTTP1 = 1.25
+"""How many times HTTP/1.1's added p50 the h2c added p50 may be (headline, non-streaming)."""
+TTFT_OVER_WHOLE_MS = 0.2
+"""How much a stream's added time to first token may exceed the non-streaming added p50 (headline)."""
+
+
+def _h2c_ratio(report: Report, plain: LatencyRow | None) -> TargetResult:
+    h2c = _row(report, "fastgw", "non-stream", "h2c")
+    name, threshold = "h2c added p50 vs HTTP/1.1 (non-streaming)", f"<= {H2C_OVER_HTTP1:g}x"
+    if not (plain and plain.added and h2c and h2c.added) or plain.added.p50 <= 0:
+        return TargetResult(name=name, threshold=threshold, measured="no data", verdict="n/a")
+    ratio = h2c.added.p50 / plain.added.p50
+    measured = f"{h2c.added.p50:.3f} / {plain.added.p50:.3f} ms = {ratio:.2f}x"
+    return TargetResult(name=name, threshold=threshold, measured=measured, verdict=_verdict(ratio <= H2C_OVER_HTTP1))
+
+
+def _ttft_over_whole(plain: LatencyRow | None, stream: LatencyRow | None) -> TargetResult:
+    name = "Stream (50 events) added time to first token p50 minus non-streaming added p50"
+    threshold = f"<= {TTFT_OVER_WHOLE_MS:g} ms"
+    if not (plain and plain.added and stream and stream.added_ttft):
+        return TargetResult(name=name, threshold=threshold, measured="no data", verdict="n/a")
+    over = stream.added_ttft.p50 - plain.added.p50
+    measured = f"{stream.added_ttft.p50:.3f} - {plain.added.p50:.3f} = {over:.3f} ms"
+    return TargetResult(name=name, threshold=threshold, measured=measured, verdict=_verdict(over <= TTFT_OVER_WHOLE_MS))
 
 
 def is_fastgw(name: str) -> bool:
@@ -174,12 +200,14 @@ def evaluate(report: Report) -> list[TargetResult]:
             lambda v: v <= 1.3,
         ),
         _below_peers(report, plain),
+        _h2c_ratio(report, plain),
         _limit(
             "Stream (50 events) added time to first token p50",
             "<= 1.2 ms",
             stream.added_ttft.p50 if stream and stream.added_ttft else None,
             lambda v: v <= 1.2,
         ),
+        _ttft_over_whole(plain, stream),
         _limit(
             "Stream (50 events) added total time p50",
             "<= 2.5 ms",

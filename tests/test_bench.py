@@ -625,6 +625,9 @@ def test_targets_are_evaluated_from_the_report() -> None:
     assert verdicts["Non-streaming added latency p50"] == "pass"
     assert verdicts["Non-streaming added latency below every peer"] == "pass"
     assert verdicts["Stream (50 events) added time to first token p50"] == "fail"
+    over = "Stream (50 events) added time to first token p50 minus non-streaming added p50"
+    assert verdicts[over] == "fail"  # 1.5 - 0.8 = 0.7 ms > 0.2
+    assert verdicts["h2c added p50 vs HTTP/1.1 (non-streaming)"] == "n/a"  # no h2c row
     assert verdicts["Throughput at 32 clients vs best peer"] == "pass"
     assert verdicts["Throughput at 32 clients, 2 workers vs 1"] == "n/a"
     assert verdicts["Bench validity: upstream capacity / gateway capacity"] == "pass"
@@ -817,3 +820,12 @@ def test_smoke_run_measures_positive_latencies_without_errors(tmp_path: Path) ->
     assert usage.rows == usage.served > sum(backlog.served for backlog in report.metering)
     assert report.memory and all(m.peak_mib > 0 for m in report.memory)
     assert (folder / "report.md").read_text().startswith("# fastgw bench")
+
+
+@pytest.mark.parametrize(("h2c_p50", "verdict"), [(1.0, "pass"), (1.01, "fail")])
+def test_h2c_target_is_a_ratio_to_http1(h2c_p50: float, verdict: str) -> None:
+    report = sample_report()
+    plain = next(r for r in report.latency if (r.gateway, r.mode) == ("fastgw", "non-stream"))
+    report.latency.append(msgspec.structs.replace(plain, protocol="h2c", added=_dist(h2c_p50, 1.1, 1.2)))
+    result = {t.name: t for t in targets.evaluate(report)}["h2c added p50 vs HTTP/1.1 (non-streaming)"]
+    assert result.verdict == verdict and result.measured.endswith(f"{h2c_p50 / 0.8:.2f}x")
