@@ -90,8 +90,8 @@ async def test_error_responses_are_one_write_too(gateway: Running, writes: list[
 async def test_stream_events_after_the_head_are_written_directly(
     gateway: Running, writes: list[tuple[int, bytes]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Each relayed event is one write straight to the socket, none through hypercorn's send path, and no part of
-    the body passes through hypercorn's ASGI stream (``coalesce.part_writer``)."""
+    """Each relayed event is one write straight to the socket, none through hypercorn's send path (nor the end of
+    the body), and no part of the body passes through hypercorn's ASGI stream (``coalesce.part_writer``)."""
     messages: list[str] = []
     app_send = HTTPStream.app_send
 
@@ -105,10 +105,9 @@ async def test_stream_events_after_the_head_are_written_directly(
         response = await http.post(gateway.url + "/v1/messages", json=body)
     assert response.content.count(b"event: content_block_delta") >= 40
     ours = [data for port, data in writes if port == _port(gateway.url)]
-    assert len(direct) >= 10 and all(
-        written == offered for offered, written in direct
-    )  # upstream reads may join events
-    assert len(ours) == len(direct) + 1  # ... and the last chunk (h11's end of message) the ordinary way
+    assert len(direct) >= 10  # fewer than the events: an upstream read may hold several
+    assert all(written == offered for offered, written in direct)
+    assert len(ours) == len(direct)  # the last chunk (h11's end of message) too
     assert ours[-1] == b"0\r\n\r\n"
     assert messages[:2] == ["http.response.start more=False", "http.response.body more=False"]
     assert "http.response.body more=True" not in messages

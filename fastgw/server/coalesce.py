@@ -13,10 +13,11 @@ Why the direct write: a relayed stream writes once per upstream event, and hyper
 an ``h11.Data`` through h11's state machine, a ``RawData`` to the server's ``protocol_send``, its lock, a shielded
 cancel scope, ``SocketStream.send_all`` with its conflict detector and error translation, and a trio checkpoint
 after the send: a whole extra round of the scheduler per event. For a chunked body h11 keeps no state per part
-(its chunked writer only frames), so a part is framed here and written straight to the socket when nothing else is
-being written on it and the kernel takes it all; anything else (a partial write, a full socket buffer, a write in
-progress, TLS) goes the ordinary way, which waits, orders the bytes and reports a broken connection as before.
-Nothing is lost by not yielding here: the relay yields whenever it waits for the upstream (tuning.md, issue 11).
+(its chunked writer only frames), so a part is framed here; and every write (a part, a whole response, the end of a
+body) goes straight to the socket when nothing else is being written on it and the kernel takes it all. Anything
+else (a partial write, a full socket buffer, a write in progress, TLS) goes the ordinary way, which waits, orders the
+bytes and reports a broken connection as before. Nothing is lost by not yielding here: the relay yields whenever it
+waits for the upstream (tuning.md, "Relaying many streams").
 
 hypercorn has no setting for either, so ``install()`` swaps in a subclass for the class hypercorn instantiates per
 HTTP/1.1 connection. It overrides two methods and reads the trio server's ``stream`` and ``send_lock`` through the
@@ -84,6 +85,10 @@ class CoalescingH11Protocol(H11Protocol):
         data = b"%x\r\n%b\r\n" % (len(part), part)
         if self._held:
             data, self._held = self._held + data, b""
+        await self._write(data)
+
+    async def _write(self, data: bytes) -> None:
+        """Write ``data`` directly if the kernel takes it all at once, else (the rest) through hypercorn."""
         direct = self._direct if self._looked_up else self._find_socket()
         if direct is not None and not direct[1].locked():
             written = write_now(direct[0], data)
@@ -117,7 +122,7 @@ class CoalescingH11Protocol(H11Protocol):
         if self._held:
             data, self._held = self._held + data, b""
         if data:  # the end of a content-length body is no bytes at all: no write, no scheduling round
-            await self.send(RawData(data=data))
+            await self._write(data)
 
 
 def part_writer(send: Callable[[Any], Awaitable[None]]) -> Callable[[bytes], Awaitable[None]] | None:
