@@ -35,7 +35,7 @@ import trio
 from hypercorn.events import RawData
 from hypercorn.protocol.events import Body, EndBody, Event, Request, Response, StreamClosed, Trailers
 from hypercorn.protocol.h2 import BufferCompleteError, H2Protocol, StreamBuffer
-from hypercorn.protocol.http_stream import HTTPStream
+from hypercorn.protocol.http_stream import ASGIHTTPState, HTTPStream
 from hypercorn.protocol.ws_stream import WSStream
 from hypercorn.typing import ASGISendEvent
 from hypercorn.utils import filter_pseudo_headers
@@ -54,8 +54,19 @@ class _Stream(HTTPStream):
     """An HTTP stream whose body messages are flushed once each, after the protocol has framed all they produced."""
 
     flush: Callable[[], Awaitable[None]]
+    last = False
+    """The body message being sent ends the response: its last DATA frame carries END_STREAM."""
+    ended = False
+    """END_STREAM has been framed."""
 
     async def app_send(self, message: ASGISendEvent | None) -> None:
+        self.last = (
+            message is not None
+            and message["type"] == "http.response.body"
+            and not message.get("more_body", False)
+            and self.state is ASGIHTTPState.RESPONSE
+            and not self.response.get("trailers", False)
+        )
         await super().app_send(message)
         if message is None or message["type"] != "http.response.start":  # a final head waits for the body
             await self.flush()
@@ -113,7 +124,9 @@ class CoalescingH2Protocol(H2Protocol):
                     await super().stream_send(event)
             elif isinstance(event, EndBody):  # written now, before the stream closes and the app hears of it
                 self._direct.discard(stream_id)
-                self.connection.end_stream(stream_id)
+                stream = self.streams.get(stream_id)
+                if not (isinstance(stream, _Stream) and stream.ended):
+                    self.connection.end_stream(stream_id)
                 self._forget(stream_id)
                 await self._flush()
             else:  # trailers, StreamClosed, a push promise: hypercorn's path (trailers drain through its send task)
@@ -133,17 +146,19 @@ class CoalescingH2Protocol(H2Protocol):
                 await self.send(RawData(data=data))
 
     def _frame(self, stream_id: int, data: bytes) -> bool:
-        """Queue ``data`` as DATA frames if the flow-control windows admit all of it; whether they did."""
+        """Queue ``data`` as DATA frames if the flow-control windows admit all of it (END_STREAM on the last one if
+        the message ends the response); whether they did."""
         connection = self.connection
         if len(data) > connection.local_flow_control_window(stream_id):
             return False
+        stream = self.streams.get(stream_id)
+        end = isinstance(stream, _Stream) and stream.last
         size = connection.max_outbound_frame_size
-        if len(data) <= size:
-            connection.send_data(stream_id, data)
-        else:
-            view = memoryview(data)
-            for start in range(0, len(data), size):
-                connection.send_data(stream_id, view[start : start + size])
+        view = memoryview(data) if len(data) > size else data
+        for start in range(0, len(data), size):
+            connection.send_data(stream_id, view[start : start + size], end_stream=end and start + size >= len(data))
+        if end and isinstance(stream, _Stream):
+            stream.ended = True
         return True
 
     def _forget(self, stream_id: int) -> None:
