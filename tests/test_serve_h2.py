@@ -2,7 +2,7 @@
 responses still arrive whole under multiplexing, tight flow-control windows and a client's reset.
 
 The raw client is the ``h2`` library, sans-IO over a trio socket, so the tests choose the windows and see the
-frames; the SDK-level h2c tests (httpx with ``http2=True``) are in ``test_serve.py``.
+frames; the h2c tests of ``fastgw serve`` itself (httpx with ``http2=True``) are in ``test_serve.py``.
 """
 
 from __future__ import annotations
@@ -12,12 +12,14 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anthropic
 import h2.config
 import h2.connection
 import h2.errors
 import h2.events
 import h2.settings
 import httpx
+import httpx2
 import msgspec
 import pytest
 import trio
@@ -26,7 +28,7 @@ from hyperframe.frame import Frame
 
 from fastgw.canon.sources import pinned
 from fastgw.testing.fake_upstream import FakeUpstream, Script
-from tests.conftest import Gateways, Running, gateway_config, memory
+from tests.conftest import Gateways, Running, gateway_config, in_thread, memory
 
 HELLO = [{"role": "user", "content": "hello"}]
 UPSTREAM_ID = re.compile(rb"chatcmpl-[0-9a-f]+")
@@ -268,3 +270,20 @@ async def test_h2_client_reset_cancels_the_request(
 
         [after] = await client.until_ended(await client.post("/v1/messages", _message("still here")))
         assert after.status == 200 and b"echo: still here" in after.body
+
+
+async def test_anthropic_sdk_over_h2c(gateway: Running) -> None:
+    """The official SDK with an HTTP/2-only client (its own ``httpx2``): a whole message and a stream."""
+
+    def calls() -> tuple[str, str, str]:
+        with (
+            httpx2.Client(http1=False, http2=True) as http,
+            anthropic.Anthropic(base_url=gateway.url, api_key="client-key", max_retries=0, http_client=http) as sdk,
+        ):
+            raw = sdk.messages.with_raw_response.create(model="claude-opus-5-5", max_tokens=64, messages=HELLO)
+            with sdk.messages.stream(model="claude-opus-5-5", max_tokens=64, messages=HELLO) as stream:
+                streamed = "".join(stream.text_stream)
+            return raw.http_response.http_version, raw.parse().content[0].text, streamed  # type: ignore[union-attr]
+
+    version, whole, streamed = await in_thread(calls)
+    assert (version, whole, streamed) == ("HTTP/2", "echo: hello", "echo: hello")

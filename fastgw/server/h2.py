@@ -9,8 +9,13 @@ response cost three writes where HTTP/1.1 costs one (``coalesce.py``), plus a ``
 
 - the HEADERS frame is held until the first body message (as ``coalesce.py`` holds the HTTP/1.1 head);
 - a body part the client's flow-control windows admit is framed in the app's own task, with no send-task switch;
-- everything one ASGI body message produced (held head, DATA frames, END_STREAM) leaves in one write when the
-  message has been handled (``_Stream.app_send``);
+- everything one ASGI body message produced leaves in one write (``_Stream.app_send``); the message that ends the
+  response sets END_STREAM on its last DATA frame and is written before the stream closes (the app hears
+  ``http.disconnect`` when it does, and its disconnect watcher cancels it), so a whole response is one write of
+  HEADERS + DATA;
+- writes from the app's task are shielded: bytes taken from h2 and then lost to a cancellation would leave HPACK
+  state the client never saw, and every later header block on the connection undecodable;
+- a closed stream wakes the send task only if it left buffered data behind;
 - the receive windows are 1 MiB (connection and streams, as Go's server) and DATA frames up to 1 MiB are accepted,
   so a request body is one frame and window updates are rare. (hypercorn's ``h2_max_inbound_frame_size`` sets a
   class attribute after the connection is built, which h2 never reads again: it has no effect.)
