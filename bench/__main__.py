@@ -200,7 +200,8 @@ def _paced_parser(commands: Any) -> None:
         type=_peer,
         default=[],
         metavar="NAME=COMMAND|PRESET",
-        help="a peer gateway (as for run); default: litellm, none with --quick",
+        help="a peer gateway (as for run); default: trio-relay (bench/relay.py, the floor) and litellm, none with "
+        "--quick",
     )
     paced.add_argument("--no-peers", action="store_true", help="measure no peer")
     paced.add_argument(
@@ -308,6 +309,12 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if result.aborted else 0
 
 
+TRIO_RELAY = PeerSpec(
+    name="trio-relay", command=f"{sys.executable} -m bench.relay --port {{port}} --upstream {{upstream}}"
+)
+"""The floor of ``bench paced``: a byte relay on trio's own streams (``bench/relay.py``), no translation."""
+
+
 def paced_main(args: argparse.Namespace, argv: list[str] | None) -> int:
     """``python -m bench paced``: run, evaluate the targets, write and print the report."""
     from functools import partial
@@ -319,7 +326,7 @@ def paced_main(args: argparse.Namespace, argv: list[str] | None) -> int:
     folder = args.out / (time.strftime("%Y%m%d-%H%M%S") + "-paced")
     folder.mkdir(parents=True, exist_ok=True)
     model = f"fake-paced-{events}-{args.interval_ms}"
-    peers: list[PeerSpec] = args.peer or ([] if args.quick else [PRESETS["litellm"]])
+    peers: list[PeerSpec] = args.peer or ([] if args.quick else [TRIO_RELAY, PRESETS["litellm"]])
     peers = [  # LiteLLM lists its models: give it the paced ones
         replace(spec, setup=partial(litellm_config, models=[model, paced.WARM_MODEL]))
         if spec.setup is litellm_config

@@ -206,3 +206,34 @@ def test_tiny_paced_run_delivers_everything(tmp_path: Path) -> None:
     (cpu,) = report.cpu
     assert cpu.events == 10 and cpu.busy_seconds > 0
     assert len(report.targets) == 4
+
+
+async def test_the_trio_relay_floor_forwards_requests_and_responses_unchanged() -> None:
+    """``bench/relay.py`` (the floor peer): whole and streamed answers of the fake, two requests on one connection,
+    byte for byte what the fake sends."""
+    import functools
+
+    import httpx
+    import trio
+
+    from bench import relay
+    from fastgw.testing.fake_upstream import FakeUpstream
+
+    fake = FakeUpstream(record_requests=True)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(fake.serve)
+        port = int(fake.base_url.rsplit(":", 1)[1])
+        handler = functools.partial(relay._serve, "127.0.0.1", port)
+        listeners = await nursery.start(functools.partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
+        url = f"http://127.0.0.1:{listeners[0].socket.getsockname()[1]}/v1/messages"
+        headers = {"anthropic-version": "2023-06-01", "x-api-key": "k"}
+        body = {"model": "fake-stream-50", "max_tokens": 99, "messages": [{"role": "user", "content": "hi"}]}
+        async with httpx.AsyncClient() as http:
+            whole = await http.post(url, json=body, headers=headers)
+            streamed = await http.post(url, json=body | {"stream": True}, headers=headers)
+        nursery.cancel_scope.cancel()
+    assert whole.status_code == 200 and whole.json()["content"][0]["text"].startswith("Lorem ipsum")
+    assert streamed.text.count("event: content_block_delta") >= 40 and streamed.text.rstrip().endswith(
+        'data: {"type":"message_stop"}'
+    )
+    assert len(fake.requests) == 2 and fake.requests[1].json()["stream"] is True
