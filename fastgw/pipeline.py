@@ -96,6 +96,7 @@ class Plan(msgspec.Struct, kw_only=True):
     resumed: bool = False
     output_cap: int = 0
     owner: str | None = None  # the gateway key: stored responses are its alone
+    top: passthrough.Top | None = None  # the body's top level, for a passthrough that renames the model
 
 
 class _Leg(msgspec.Struct, kw_only=True):
@@ -210,14 +211,19 @@ class Pipeline:
     ) -> Plan:
         """Check the model against the caller's allowlists and pick the rule: from the model name alone, unless a
         candidate route has a policy (then the request is decoded and measured)."""
-        peek = passthrough.peek(body)
+        peek, top = passthrough.peek_top(body)
         outcome.model, outcome.stream = peek.model, peek.stream
         outcome.max_tokens = peek.output_cap or None
         self.runtime.services.access.admit_model(caller, peek.model)
         session = next((headers[name] for name in inbound.session_headers if name in headers), None)
         outcome.session_id = session = session or peek.prompt_cache_key
         plan = Plan(
-            model=peek.model, stream=peek.stream, session=session, output_cap=peek.output_cap, owner=caller.principal
+            model=peek.model,
+            stream=peek.stream,
+            session=session,
+            output_cap=peek.output_cap,
+            owner=caller.principal,
+            top=top,
         )
 
         def facts() -> Facts:
@@ -318,7 +324,7 @@ class Pipeline:
         ref = choice.ref
         upstream, target = ref.upstream, ref.target
         if upstream.codec.dialect == inbound.dialect:
-            swapped = passthrough.swap_model(body, target.model, plan.model)
+            swapped = passthrough.swap_model(body, target.model, plan.model, plan.top)
             return _Leg(choice=choice, upstream=upstream, model=target.model, body=swapped, translated=False)
         request = self._decode(plan, inbound, body)
         if not plan.resumed:  # a stored conversation this one continues (Responses' previous_response_id)

@@ -57,11 +57,43 @@ def peek(body: bytes) -> Peek:
         raise invalid(error) from None
 
 
-def swap_model(body: bytes, model: str, current: str) -> bytes:
-    """``body`` with its top-level ``model`` set to ``model`` (the same object when it already is)."""
+Top = dict[str, msgspec.Raw]
+"""A body's top level: each member's JSON text, unparsed."""
+_PEEKED = tuple(Peek.__struct_fields__)
+
+
+def peek_top(body: bytes) -> tuple[Peek, Top | None]:
+    """``peek``, and the body's top level for ``swap_model`` (None in the rare case it could not be read as one).
+
+    One scan of the body serves both: on a 1 MB body each scan is ~0.7 ms, and a passthrough to a renamed model
+    needs the top level anyway. The peeked fields are decoded from their own JSON text, so values and errors are
+    exactly ``peek``'s (a body that is not a JSON object gets ``peek``'s own error).
+
+    Raises:
+        InvalidRequest: the body is not JSON or lacks a string ``model``.
+    """
+    try:
+        top = _top_decoder.decode(body)
+    except msgspec.DecodeError:
+        return peek(body), None
+    try:
+        return _peek_decoder.decode(_encoder.encode({name: top[name] for name in _PEEKED if name in top})), top
+    except msgspec.DecodeError as error:
+        raise invalid(error) from None
+
+
+def swap_model(body: bytes, model: str, current: str, top: Top | None = None) -> bytes:
+    """``body`` with its top-level ``model`` set to ``model`` (the same object when it already is).
+
+    Args:
+        body: the client's body.
+        model: the model to send.
+        current: the body's ``model``.
+        top: the body's top level from ``peek_top``, which saves scanning the body again.
+    """
     if model == current:
         return body
-    top = _top_decoder.decode(body)
+    top = dict(_top_decoder.decode(body) if top is None else top)
     top["model"] = msgspec.Raw(_encoder.encode(model))
     return _encoder.encode(top)
 
