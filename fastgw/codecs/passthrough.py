@@ -8,6 +8,8 @@ so that an in-stream ``error`` appended after an upstream failure never lands in
 
 from __future__ import annotations
 
+from typing import TypeVar, cast
+
 import msgspec
 
 from fastgw.canon.dialect import Dialect
@@ -43,6 +45,25 @@ class Peek(msgspec.Struct):
 
 
 _peek_decoder = msgspec.json.Decoder(Peek)
+_PEEK_FIELDS = msgspec.structs.fields(Peek)
+
+S = TypeVar("S", bound=msgspec.Struct)
+
+
+def peeking(request_type: type[S]) -> type[S]:
+    """``request_type`` (a dialect's request Struct) with ``Peek``'s fields added or narrowed to ``Peek``'s types.
+
+    A body this decodes is one ``peek`` reads, with the same values (``peek_of``): an inbound codec decodes with it
+    to spare a translated request the separate scan of its whole body that ``peek`` costs (~0.7 ms per MB).
+    """
+    fields = [(f.name, f.type) if f.required else (f.name, f.type, f.default) for f in _PEEK_FIELDS]
+    made = msgspec.defstruct(f"Peeking{request_type.__name__}", fields, bases=(request_type,), kw_only=True)
+    return cast(type[S], made)
+
+
+def peek_of(request: msgspec.Struct) -> Peek:
+    """The ``Peek`` of a request decoded by a ``peeking`` type."""
+    return Peek(**{f.name: getattr(request, f.name) for f in _PEEK_FIELDS})
 
 
 def peek(body: bytes) -> Peek:
