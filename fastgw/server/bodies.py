@@ -8,7 +8,7 @@ is held back until its end (or ``HOLD_LIMIT`` bytes) and handed on as one ASGI m
 without a join. The app gets no byte later than it needs it: it reads the whole body before it does anything.
 
 ``max_body_bytes`` is still enforced while a body arrives: at most ``HOLD_LIMIT`` bytes are held before the app sees
-them and can refuse the request. HTTP/2 streams (h2c) keep hypercorn's own path.
+them and can refuse the request. HTTP/2 (h2c) request bodies are not held (``server/h2.py``).
 
 Like ``coalesce``, this swaps a class hypercorn looks up by module-level name (and a module-level read size), so it
 is pinned to the hypercorn versions it was checked with (``pyproject.toml``); ``tests/test_request_bodies.py`` fails
