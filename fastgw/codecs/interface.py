@@ -6,7 +6,7 @@ paths and dialects to them.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fastgw.canon.dialect import Dialect
 from fastgw.canon.request import Request
@@ -17,6 +17,9 @@ from fastgw.catalog import ModelInfo
 from fastgw.codecs.common import Encoded
 from fastgw.codecs.sse import SSEEvent
 from fastgw.errors import GatewayError
+
+if TYPE_CHECKING:  # passthrough's taps import the codecs, which import this module
+    from fastgw.codecs.passthrough import Peek
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -42,6 +45,7 @@ class InboundCodec(Protocol):
     session_headers: tuple[str, ...]  # request headers naming the client's conversation (prompt-cache affinity)
 
     def decode(self, body: bytes) -> Request: ...
+    def decode_peeked(self, body: bytes) -> tuple[Request, Peek] | None: ...
     def encode(self, response: Response, request: Request, sources: Sources = ...) -> bytes: ...
     def stream_encoder(self, request: Request | None, sources: Sources = ...) -> StreamEncoder: ...
     def encode_error(self, error: GatewayError) -> tuple[int, Headers, bytes]: ...

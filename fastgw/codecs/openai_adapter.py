@@ -15,6 +15,7 @@ from fastgw.catalog import ModelInfo
 from fastgw.codecs.common import Encoded
 from fastgw.codecs.interface import StreamDecoder, StreamEncoder
 from fastgw.codecs.openai_errors import encode_error
+from fastgw.codecs.passthrough import Peek
 from fastgw.errors import GatewayError
 
 
@@ -27,16 +28,21 @@ class OpenAIInbound:
         self,
         dialect: Dialect,
         decode: Callable[[bytes], Request],
+        decode_peeked: Callable[[bytes], tuple[Request, Peek] | None],
         render: Callable[[Response, Request, Sources], bytes],
         stream_encoder: Callable[[Request | None, Sources], StreamEncoder],
     ) -> None:
         self.dialect = dialect
         self._decode = decode
+        self._decode_peeked = decode_peeked
         self._render = render
         self._stream_encoder = stream_encoder
 
     def decode(self, body: bytes) -> Request:
         return self._decode(body)
+
+    def decode_peeked(self, body: bytes) -> tuple[Request, Peek] | None:
+        return self._decode_peeked(body)
 
     def encode(self, response: Response, request: Request, sources: Sources = SYSTEM) -> bytes:
         return self._render(response, request, sources)

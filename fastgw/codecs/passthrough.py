@@ -8,6 +8,8 @@ so that an in-stream ``error`` appended after an upstream failure never lands in
 
 from __future__ import annotations
 
+from typing import TypeVar, cast
+
 import msgspec
 
 from fastgw.canon.dialect import Dialect
@@ -43,6 +45,25 @@ class Peek(msgspec.Struct):
 
 
 _peek_decoder = msgspec.json.Decoder(Peek)
+_PEEK_FIELDS = msgspec.structs.fields(Peek)
+
+S = TypeVar("S", bound=msgspec.Struct)
+
+
+def peeking(request_type: type[S]) -> type[S]:
+    """``request_type`` (a dialect's request Struct) with ``Peek``'s fields added or narrowed to ``Peek``'s types.
+
+    A body this decodes is one ``peek`` reads, with the same values (``peek_of``): an inbound codec decodes with it
+    to spare a translated request the separate scan of its whole body that ``peek`` costs (~0.7 ms per MB).
+    """
+    fields = [(f.name, f.type) if f.required else (f.name, f.type, f.default) for f in _PEEK_FIELDS]
+    made = msgspec.defstruct(f"Peeking{request_type.__name__}", fields, bases=(request_type,), kw_only=True)
+    return cast(type[S], made)
+
+
+def peek_of(request: msgspec.Struct) -> Peek:
+    """The ``Peek`` of a request decoded by a ``peeking`` type."""
+    return Peek(**{f.name: getattr(request, f.name) for f in _PEEK_FIELDS})
 
 
 def peek(body: bytes) -> Peek:
@@ -57,11 +78,43 @@ def peek(body: bytes) -> Peek:
         raise invalid(error) from None
 
 
-def swap_model(body: bytes, model: str, current: str) -> bytes:
-    """``body`` with its top-level ``model`` set to ``model`` (the same object when it already is)."""
+Top = dict[str, msgspec.Raw]
+"""A body's top level: each member's JSON text, unparsed."""
+_PEEKED = tuple(Peek.__struct_fields__)
+
+
+def peek_top(body: bytes) -> tuple[Peek, Top | None]:
+    """``peek``, and the body's top level for ``swap_model`` (None in the rare case it could not be read as one).
+
+    One scan of the body serves both: on a 1 MB body each scan is ~0.7 ms, and a passthrough to a renamed model
+    needs the top level anyway. The peeked fields are decoded from their own JSON text, so values and errors are
+    exactly ``peek``'s (a body that is not a JSON object gets ``peek``'s own error).
+
+    Raises:
+        InvalidRequest: the body is not JSON or lacks a string ``model``.
+    """
+    try:
+        top = _top_decoder.decode(body)
+    except msgspec.DecodeError:
+        return peek(body), None
+    try:
+        return _peek_decoder.decode(_encoder.encode({name: top[name] for name in _PEEKED if name in top})), top
+    except msgspec.DecodeError as error:
+        raise invalid(error) from None
+
+
+def swap_model(body: bytes, model: str, current: str, top: Top | None = None) -> bytes:
+    """``body`` with its top-level ``model`` set to ``model`` (the same object when it already is).
+
+    Args:
+        body: the client's body.
+        model: the model to send.
+        current: the body's ``model``.
+        top: the body's top level from ``peek_top``, which saves scanning the body again.
+    """
     if model == current:
         return body
-    top = _top_decoder.decode(body)
+    top = dict(_top_decoder.decode(body) if top is None else top)
     top["model"] = msgspec.Raw(_encoder.encode(model))
     return _encoder.encode(top)
 

@@ -21,7 +21,8 @@ class ClientGone(Exception):
 
 
 async def read_body(receive: Receive, limit: int) -> bytes:
-    """The whole request body.
+    """The whole request body: the one body message as it came (``server/bodies.py`` sends one), else the
+    messages joined.
 
     Raises:
         RequestTooLarge: the body exceeds ``limit`` bytes.
@@ -34,12 +35,15 @@ async def read_body(receive: Receive, limit: int) -> bytes:
         if message["type"] == "http.disconnect":
             raise ClientGone()
         chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise RequestTooLarge(f"request body exceeds the {limit}-byte limit")
-        chunks.append(chunk)
+        if chunk:  # the end of a body is usually an empty message: joining it would copy the body for nothing
+            size += len(chunk)
+            if size > limit:
+                raise RequestTooLarge(f"request body exceeds the {limit}-byte limit")
+            chunks.append(chunk)
         if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            if len(chunks) == 1:
+                return bytes(chunks[0])  # the same object when it is bytes (hypercorn's are)
+            return b"".join(chunks)
 
 
 class Responder:

@@ -20,7 +20,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 
 from fastgw.metrics import multiprocess_dir
-from fastgw.server import coalesce, h2
+from fastgw.server import allocator, bodies, coalesce, h2
 from fastgw.server.admin import SUPERVISOR_ENV
 from fastgw.server.app import App
 
@@ -33,6 +33,8 @@ def hypercorn_config(
     """The hypercorn settings fastgw runs with (see tuning.md for each)."""
     coalesce.install()
     h2.install()
+    bodies.install()
+    allocator.tune()
     config = HypercornConfig()
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.worker_class = "trio"

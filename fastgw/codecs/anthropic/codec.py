@@ -12,6 +12,7 @@ from fastgw.canon.sources import SYSTEM, Sources
 from fastgw.catalog import ModelInfo
 from fastgw.codecs.anthropic import inbound, render, request, response, stream
 from fastgw.codecs.common import Encoded
+from fastgw.codecs.passthrough import Peek
 from fastgw.errors import GatewayError
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -27,6 +28,9 @@ class Inbound:
 
     def decode(self, body: bytes) -> Request:
         return inbound.to_canon(body)
+
+    def decode_peeked(self, body: bytes) -> tuple[Request, Peek] | None:
+        return inbound.to_canon_peeked(body)
 
     def encode(self, response: Response, request: Request, sources: Sources = SYSTEM) -> bytes:
         return render.from_canon(response)

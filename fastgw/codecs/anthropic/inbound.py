@@ -26,12 +26,14 @@ from fastgw.canon.request import (
     ToolResult,
 )
 from fastgw.codecs.anthropic import wire
-from fastgw.errors import InvalidRequest, invalid
+from fastgw.codecs.passthrough import Peek, peek_of, peeking
+from fastgw.errors import GatewayError, InvalidRequest, invalid
 
 DIALECT = "anthropic"
 _request_decoder = msgspec.json.Decoder(wire.MessagesRequest)
 _raw_request_decoder = msgspec.json.Decoder(wire.RawMessagesRequest)
 _kind_decoder = msgspec.json.Decoder(wire.Kind)
+_peeking_decoder = msgspec.json.Decoder(peeking(wire.MessagesRequest))
 
 
 def to_canon(body: bytes, *, count_only: bool = False) -> Request:
@@ -55,6 +57,21 @@ def to_canon(body: bytes, *, count_only: bool = False) -> Request:
             raise invalid(error) from None
     except msgspec.DecodeError as error:
         raise invalid(error) from None
+    return _canonical(wire_request, count_only=count_only)
+
+
+def to_canon_peeked(body: bytes) -> tuple[Request, Peek] | None:
+    """``to_canon`` and ``passthrough.peek`` of ``body`` in one decoding pass; None when either would raise or the
+    body needs ``to_canon``'s block-by-block path (the caller then takes the ordinary path, which raises the
+    ordinary errors)."""
+    try:
+        wire_request = _peeking_decoder.decode(body)
+        return _canonical(wire_request, count_only=False), peek_of(wire_request)
+    except (msgspec.DecodeError, GatewayError):
+        return None
+
+
+def _canonical(wire_request: wire.MessagesRequest, *, count_only: bool) -> Request:
     if wire_request.max_tokens is None and not count_only:
         raise InvalidRequest("max_tokens: Field required", param="max_tokens")
     if wire_request.max_tokens is not None and wire_request.max_tokens < 1:

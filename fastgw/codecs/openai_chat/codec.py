@@ -11,7 +11,9 @@ class Inbound(OpenAIInbound):
     """Chat Completions clients (``/v1/chat/completions``: OpenAI SDKs and most frameworks)."""
 
     def __init__(self) -> None:
-        super().__init__(Dialect.OPENAI_CHAT, inbound.to_canon, render.from_canon, render.StreamEncoder)
+        super().__init__(
+            Dialect.OPENAI_CHAT, inbound.to_canon, inbound.to_canon_peeked, render.from_canon, render.StreamEncoder
+        )
 
 
 class Upstream(OpenAIUpstream):

@@ -37,7 +37,8 @@ from fastgw.canon.request import (
 )
 from fastgw.codecs.common import tool_result
 from fastgw.codecs.openai_chat.render import DIALECT, StreamOptions
-from fastgw.errors import InvalidRequest, invalid
+from fastgw.codecs.passthrough import Peek, peek_of, peeking
+from fastgw.errors import GatewayError, InvalidRequest, invalid
 
 # Inbound wire shapes: lenient, unknown fields ignored, everything not required optional.
 
@@ -159,6 +160,7 @@ class _ChatRequest(msgspec.Struct):
 
 
 _request_decoder = msgspec.json.Decoder(_ChatRequest)
+_peeking_decoder = msgspec.json.Decoder(peeking(_ChatRequest))
 
 
 def _bad(param: str, message: str) -> InvalidRequest:
@@ -176,6 +178,20 @@ def to_canon(body: bytes) -> Request:
         wire = _request_decoder.decode(body)
     except msgspec.DecodeError as error:
         raise invalid(error, dotted=True) from None
+    return _canonical(wire)
+
+
+def to_canon_peeked(body: bytes) -> tuple[Request, Peek] | None:
+    """``to_canon`` and ``passthrough.peek`` of ``body`` in one decoding pass; None when either would raise (the
+    caller then takes the ordinary path, which raises the ordinary errors)."""
+    try:
+        wire = _peeking_decoder.decode(body)
+        return _canonical(wire), peek_of(wire)
+    except (msgspec.DecodeError, GatewayError):
+        return None
+
+
+def _canonical(wire: _ChatRequest) -> Request:
     if wire.model is None:
         raise _bad("model", "Field required")
     if wire.messages is None:

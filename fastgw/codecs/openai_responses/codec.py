@@ -11,7 +11,9 @@ class Inbound(OpenAIInbound):
     """Responses clients (``/v1/responses``: Codex, OpenAI SDKs)."""
 
     def __init__(self) -> None:
-        super().__init__(Dialect.OPENAI_RESPONSES, inbound.to_canon, render.from_canon, render.StreamEncoder)
+        super().__init__(
+            Dialect.OPENAI_RESPONSES, inbound.to_canon, inbound.to_canon_peeked, render.from_canon, render.StreamEncoder
+        )
 
 
 class Upstream(OpenAIUpstream):

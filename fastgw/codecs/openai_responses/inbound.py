@@ -38,7 +38,8 @@ from fastgw.codecs.openai_responses.extension import (
     Extension,
     read_thinking,
 )
-from fastgw.errors import InvalidRequest, invalid
+from fastgw.codecs.passthrough import Peek, peek_of, peeking
+from fastgw.errors import GatewayError, InvalidRequest, invalid
 
 _encoder = msgspec.json.Encoder()
 
@@ -200,6 +201,7 @@ class _RawBody(_Body):
 
 _body_decoder = msgspec.json.Decoder(_Body)
 _raw_body_decoder = msgspec.json.Decoder(_RawBody)
+_peeking_decoder = msgspec.json.Decoder(peeking(_Body))
 _ITEM_DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
     "message": msgspec.json.Decoder(_MessageItem),
     "function_call": msgspec.json.Decoder(_FunctionCallItem),
@@ -401,6 +403,21 @@ def to_canon(body: bytes) -> Request:
             raise invalid(error) from None
     except msgspec.DecodeError as error:
         raise invalid(error) from None
+    return _canonical(wire_body)
+
+
+def to_canon_peeked(body: bytes) -> tuple[Request, Peek] | None:
+    """``to_canon`` and ``passthrough.peek`` of ``body`` in one decoding pass; None when either would raise or the
+    body needs ``to_canon``'s item-by-item path (the caller then takes the ordinary path, which raises the ordinary
+    errors)."""
+    try:
+        wire_body = _peeking_decoder.decode(body)
+        return _canonical(wire_body), peek_of(wire_body)
+    except (msgspec.DecodeError, GatewayError):
+        return None
+
+
+def _canonical(wire_body: _Body) -> Request:
     if wire_body.max_output_tokens is not None and wire_body.max_output_tokens < 1:
         raise InvalidRequest("max_output_tokens: must be greater than or equal to 1", param="max_output_tokens")
 
