@@ -327,6 +327,35 @@ async def test_h2c_concurrent_streams_on_one_connection(fake_gateway: Gateway) -
     assert [results[i] for i in range(8)] == [("HTTP/2", f"echo: multiplexed {i}") for i in range(8)]
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_every_worker_serves_with_fastgws_protocol_changes(tmp_path: Path, workers: int) -> None:
+    """``server/protocols.install`` runs in each spawned worker too (a spawned worker starts from a fresh
+    interpreter): the h2c connection a worker accepts advertises ``server/h2.py``'s receive window, where hypercorn's
+    own protocol advertises 64 KiB."""
+    import h2.config
+    import h2.connection
+    import h2.events
+    import h2.settings
+
+    from fastgw.server.h2 import RECEIVE_WINDOW
+
+    with gateway(["--fake", "--workers", str(workers)], tmp_path) as server:
+        for _ in range(2 * workers):  # new connections: with two workers, likely both are asked
+            with socket.create_connection((HOST, server.port), timeout=10) as sock:
+                client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+                client.initiate_connection()
+                sock.sendall(client.data_to_send())
+                settings = None
+                while settings is None:
+                    data = sock.recv(65536)
+                    assert data, "the server closed the connection"
+                    for event in client.receive_data(data):
+                        if isinstance(event, h2.events.RemoteSettingsChanged):
+                            settings = event.changed_settings
+            window = settings[h2.settings.SettingCodes.INITIAL_WINDOW_SIZE].new_value
+            assert window == RECEIVE_WINDOW
+
+
 # --- 2. --workers 2 -------------------------------------------------------------------------------------------------
 
 

@@ -20,7 +20,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 
 from fastgw.metrics import multiprocess_dir
-from fastgw.server import allocator, bodies, coalesce, h2
+from fastgw.server import protocols
 from fastgw.server.admin import SUPERVISOR_ENV
 from fastgw.server.app import App
 
@@ -31,10 +31,7 @@ def hypercorn_config(
     host: str, port: int, workers: int, graceful_timeout: float, backlog: int = 2048
 ) -> HypercornConfig:
     """The hypercorn settings fastgw runs with (see tuning.md for each)."""
-    coalesce.install()
-    h2.install()
-    bodies.install()
-    allocator.tune()
+    protocols.install()
     config = HypercornConfig()
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.worker_class = "trio"
