@@ -121,3 +121,21 @@ def test_the_allocator_thresholds_are_set_on_glibc() -> None:
         pytest.skip("mallopt is glibc's")
     assert allocator.tune() is True
     assert allocator.tune() is True  # idempotent
+
+
+def test_a_serving_process_freezes_its_start_up_objects_and_collects_less_often() -> None:
+    """``allocator.tune_collector`` (in a child process: it changes the interpreter's collector for good)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import gc, json\n"
+        "from fastgw.server import allocator\n"
+        "before = gc.get_freeze_count()\n"
+        "allocator.tune_collector()\n"
+        "print(json.dumps([before, gc.get_freeze_count(), gc.get_threshold()]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    before, frozen, thresholds = msgspec.json.decode(done.stdout)
+    assert before == 0 and frozen > 1000  # the modules' objects at least
+    assert tuple(thresholds) == allocator.COLLECTOR_THRESHOLDS and thresholds[0] > 700

@@ -218,10 +218,12 @@ def app_from_env() -> App:
     """The app a worker process builds: ``FASTGW_CONFIG`` names a TOML file, else the environment alone; it reloads
     on SIGHUP."""
     from fastgw.logs import configure_logging
-    from fastgw.server import protocols
+    from fastgw.server import allocator, protocols
 
     configure_logging()
     protocols.install()  # spawned workers build their protocol classes here, not in the parent
     path = os.environ.get("FASTGW_CONFIG")
     config = config_module.read(path)
-    return App(config, config_path=path, signals=True)
+    app = App(config, config_path=path, signals=True)
+    allocator.tune_collector()
+    return app

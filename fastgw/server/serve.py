@@ -20,7 +20,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 
 from fastgw.metrics import multiprocess_dir
-from fastgw.server import protocols
+from fastgw.server import allocator, protocols
 from fastgw.server.admin import SUPERVISOR_ENV
 from fastgw.server.app import App
 
@@ -65,6 +65,7 @@ def run(app: App, config: HypercornConfig) -> int:
     """Block serving; ``config.workers`` > 1 spawns worker processes that each build the app from the environment."""
     if config.workers <= 1:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})  # until the app's lifespan can reload
+        allocator.tune_collector()
         trio.run(serve_in_process, app, config)
         return 0
     return run_workers(config)
