@@ -75,6 +75,28 @@ async def test_a_body_written_in_small_pieces_reaches_the_upstream_exactly(
     assert [len(m.get("body", b"")) for m in body_messages if m.get("body")] == [len(body)]
 
 
+async def test_reads_are_large_only_while_a_body_arrives(
+    gateway: Running, fake: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``BodyReadingTCPServer``: a connection reads ``READ_SIZE`` for a request head and ``BODY_READ_SIZE`` once a
+    body is arriving, so a 1 MB body takes a few reads and an idle connection never holds a 1 MiB buffer."""
+    asked: list[int] = []
+    receive_some = trio.SocketStream.receive_some
+    port = int(gateway.url.rsplit(":", 1)[1])
+
+    async def recording(self: trio.SocketStream, max_bytes: int | None = None) -> bytes:
+        if self.socket.getsockname()[1] == port:
+            asked.append(max_bytes or 0)
+        return await receive_some(self, max_bytes)
+
+    monkeypatch.setattr(trio.SocketStream, "receive_some", recording)
+    body = _messages_body("y" * 1_000_000)
+    status, _ = await _post_in_pieces(gateway.url, "/v1/messages", body, 256 * 1024)
+    assert status == 200 and fake.requests[-1].body == body
+    assert asked[0] == bodies.READ_SIZE and bodies.BODY_READ_SIZE in asked
+    assert asked[-1] == bodies.READ_SIZE  # the body is complete: back to small reads for the next request
+
+
 async def test_a_body_beyond_the_hold_limit_comes_in_bounded_pieces(
     gateway: Running, fake: FakeUpstream, body_messages: list[Message], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -88,7 +110,7 @@ async def test_a_body_beyond_the_hold_limit_comes_in_bounded_pieces(
     assert fake.requests[-1].body == body
     sizes = [len(m["body"]) for m in body_messages if m.get("body")]
     assert len(sizes) > 1 and sum(sizes) == len(body)
-    assert all(size < 64 * 1024 + bodies.READ_SIZE for size in sizes)
+    assert all(size < 64 * 1024 + bodies.BODY_READ_SIZE for size in sizes)
 
 
 @pytest.mark.parametrize(
