@@ -11,7 +11,9 @@ import gc
 import sys
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from time import perf_counter_ns
+from typing import Any
 
 import msgspec
 import trio
@@ -126,9 +128,10 @@ async def run_job(job: Job) -> Result:
     return await run_throughput(job)
 
 
-def main() -> None:
-    """Serve jobs from stdin until it closes."""
-    decode = msgspec.json.Decoder(Job).decode
+def serve_jobs(job_type: Any, run: Callable[[Any], Awaitable[Any]]) -> None:
+    """Serve jobs from stdin until it closes: a JSON ``job_type`` per line in, ``run``'s result as one JSON line
+    out; each job in a trio run of its own, with the garbage collector off (start-up objects frozen first)."""
+    decode = msgspec.json.Decoder(job_type).decode
     encode = msgspec.json.Encoder().encode
     gc.freeze()
     for line in sys.stdin.buffer:
@@ -136,11 +139,16 @@ def main() -> None:
         gc.collect()
         gc.disable()
         try:
-            result = trio.run(run_job, job)
+            result = trio.run(run, job)
         finally:
             gc.enable()
         sys.stdout.buffer.write(encode(result) + b"\n")
         sys.stdout.buffer.flush()
+
+
+def main() -> None:
+    """Serve jobs from stdin until it closes."""
+    serve_jobs(Job, run_job)
 
 
 if __name__ == "__main__":

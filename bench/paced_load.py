@@ -11,16 +11,15 @@ during a job.
 
 from __future__ import annotations
 
-import gc
 import os
 import select
-import sys
 import time
 from collections import Counter
 
 import msgspec
 import trio
 
+from bench.loadgen import serve_jobs
 from bench.paced_stats import StreamScanner, Tally
 
 RECEIVE_SIZE = 65536
@@ -202,19 +201,7 @@ async def run(job: PacedJob) -> Tally:
 
 def main() -> None:
     """Serve jobs from stdin until it closes."""
-    decode = msgspec.json.Decoder(PacedJob).decode
-    encode = msgspec.json.Encoder().encode
-    gc.freeze()
-    for line in sys.stdin.buffer:
-        job = decode(line)
-        gc.collect()
-        gc.disable()
-        try:
-            tally = trio.run(run, job)
-        finally:
-            gc.enable()
-        sys.stdout.buffer.write(encode(tally) + b"\n")
-        sys.stdout.buffer.flush()
+    serve_jobs(PacedJob, run)
 
 
 if __name__ == "__main__":
