@@ -6,20 +6,16 @@ CPU comes from every thread's ``schedstat`` (nanoseconds), memory from ``/proc/<
 from __future__ import annotations
 
 import os
-import select
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import msgspec
-
+from bench.driver import GeneratorPool
 from bench.paced_load import PacedJob
 from bench.paced_stats import Tally, WorkerMemory, merge
-from bench.procs import ServiceError, bench_path, child_env, memory_kib
+from bench.procs import memory_kib
 
 if TYPE_CHECKING:
     from bench.paced import PacedOptions
@@ -54,24 +50,12 @@ def machine_busy_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
-class Generators:
+class Generators(GeneratorPool):
     """The load generator processes (``python -m bench.paced_load``), alive for the whole run."""
 
     def __init__(self, processes: int, log: Path) -> None:
         """Start ``processes`` generators, their stderr into ``log``."""
-        self._log = log.open("wb")
-        env = child_env({"PYTHONPATH": bench_path()})
-        self._procs = [
-            subprocess.Popen(
-                [sys.executable, "-m", "bench.paced_load"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=self._log,
-                env=env,
-            )
-            for _ in range(max(1, processes))
-        ]
-        self._decode = msgspec.json.Decoder(Tally).decode
+        super().__init__("bench.paced_load", Tally, processes, log)
 
     def run(self, port: int, request: bytes, streams: int, options: PacedOptions) -> Tally:
         """Open ``streams`` streams on the ramp, split round-robin over the generators; their merged tally.
@@ -82,51 +66,21 @@ class Generators:
         interval = options.interval_ms / 1000
         start_at = time.monotonic() + 0.3
         offsets = [i * options.ramp / streams for i in range(streams)]
-        procs = self._procs[: min(len(self._procs), streams)]
-        for index, proc in enumerate(procs):
-            job = PacedJob(
+        shares = min(self.size, streams)
+        jobs = [
+            PacedJob(
                 port=port,
                 request=request,
-                offsets=offsets[index :: len(procs)],
+                offsets=offsets[index::shares],
                 start_at=start_at,
                 ramp=offsets[-1],
                 events=options.events,
                 interval=interval,
                 grace=options.grace,
             )
-            assert proc.stdin is not None
-            proc.stdin.write(msgspec.json.encode(job) + b"\n")
-            proc.stdin.flush()
-        bound = options.ramp + options.events * interval + options.grace + _SLACK
-        parts = []
-        for proc in procs:
-            assert proc.stdout is not None
-            ready, _, _ = select.select([proc.stdout], [], [], bound)
-            line = proc.stdout.readline() if ready else b""
-            if not line:
-                raise ServiceError(f"load generator {proc.pid} {'died' if ready else 'hung'}; see {self._log.name}")
-            parts.append(self._decode(line))
-        return merge(parts)
-
-    @property
-    def pids(self) -> list[int]:
-        """The generators' process ids."""
-        return [proc.pid for proc in self._procs]
-
-    def close(self) -> None:
-        """End the generators (closing stdin ends them; kill any that linger)."""
-        for proc in self._procs:
-            if proc.stdin is not None:
-                proc.stdin.close()
-        for proc in self._procs:
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-            if proc.stdout is not None:
-                proc.stdout.close()
-        self._log.close()
+            for index in range(shares)
+        ]
+        return merge(self.exchange(jobs, options.ramp + options.events * interval + options.grace + _SLACK))
 
 
 class Peaks:
