@@ -759,7 +759,7 @@ def test_smoke_run_measures_positive_latencies_without_errors(tmp_path: Path) ->
                 "run",
                 "--quick",
                 "--requests",
-                "4",
+                "16",  # enough CPU per job for /proc's 10 ms ticks: each gateway of a twin pair must show some
                 "--duration",
                 "0.3",
                 "--scenarios",
