@@ -33,7 +33,7 @@ from fastgw.canon.stream import Delta, Event, Failure, Finish, Start
 from fastgw.canon.tokens import count_request
 from fastgw.codecs import passthrough, registry
 from fastgw.codecs.interface import InboundCodec, StreamDecoder, StreamEncoder
-from fastgw.codecs.sse import SSEEvent, SSEParser
+from fastgw.codecs.sse import SSEParser
 from fastgw.errors import ErrorCode, GatewayError, UpstreamError, UpstreamStatusError, UpstreamTimeout
 from fastgw.governance.access import Caller
 from fastgw.governance.limits import Reservation
@@ -546,18 +546,21 @@ async def _relay(
     """
     parser = SSEParser()
     await out.start(200, head)
-    waiting = True  # for the first delta, which goes out alone the moment it is decoded
+    # The first delta goes out the moment it is decoded: the first read of a fast upstream holds dozens of events
+    # (10 KB of a 50-event stream), and the time to first token should not include decoding and encoding them all.
+    waiting = True
     try:
         async with aclosing(upstream.chunks(response)) as chunks:
             async for chunk in chunks:
-                sses = parser.feed(chunk)
-                if waiting:
-                    rest = await _first_delta(sses, decoder, encoder, out, outcome, before_finish, check)
-                    waiting = rest is None
-                    if not rest:
-                        continue
-                    sses = rest
-                events = [e for sse in sses for e in decoder.feed(sse)]
+                events: list[Event] = []
+                for sse in parser.feed(chunk):
+                    decoded = decoder.feed(sse)
+                    events += decoded
+                    if waiting and any(type(event) is Delta for event in decoded):
+                        waiting = False
+                        check.feed(events)
+                        await _emit(events, encoder, out, outcome, before_finish)
+                        events = []
                 check.feed(events)
                 await _emit(events, encoder, out, outcome, before_finish)
         tail = [e for sse in parser.close() for e in decoder.feed(sse)] + decoder.close()
@@ -568,33 +571,6 @@ async def _relay(
         check.problem = check.problem or f"stream broke: {error.message}"
         await out.write(encoder.fail(error))
     await out.end()
-
-
-async def _first_delta(
-    sses: list[SSEEvent],
-    decoder: StreamDecoder,
-    encoder: StreamEncoder,
-    out: Sink,
-    outcome: Outcome,
-    before_finish: Callable[[], Awaitable[None]] | None,
-    check: StreamCheck,
-) -> list[SSEEvent] | None:
-    """Write the events of ``sses`` up to and including the first delta; return the rest (None: no delta yet).
-
-    The first read of a fast upstream holds dozens of events (10 KB of a 50-event stream); the client's time to
-    first token should not include decoding and encoding all of them (tuning.md, issue 11).
-    """
-    events: list[Event] = []
-    for index, sse in enumerate(sses):
-        decoded = decoder.feed(sse)
-        events += decoded
-        if any(type(event) is Delta for event in decoded):
-            check.feed(events)
-            await _emit(events, encoder, out, outcome, before_finish)
-            return sses[index + 1 :]
-    check.feed(events)
-    await _emit(events, encoder, out, outcome, before_finish)
-    return None
 
 
 async def _emit(
