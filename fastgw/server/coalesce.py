@@ -55,13 +55,24 @@ def write_now(sock: trio.socket.SocketType, data: bytes) -> int:
         return 0
 
 
+def _socket_of(send: Callable[[Any], Awaitable[None]]) -> tuple[trio.socket.SocketType, trio.Lock] | None:
+    """The plain TCP socket and the send lock of the hypercorn trio server whose ``protocol_send`` is ``send``, or
+    None (TLS, or another server)."""
+    server = getattr(send, "__self__", None)
+    stream = getattr(server, "stream", None)
+    lock = getattr(server, "send_lock", None)
+    return (stream.socket, lock) if isinstance(stream, trio.SocketStream) and isinstance(lock, trio.Lock) else None
+
+
 class CoalescingH11Protocol(H11Protocol):
     """Sends a final response head together with the bytes that follow it, and chunked body parts directly."""
 
     _held: bytes = b""
     _chunked: bool = False
-    _direct: tuple[trio.socket.SocketType, trio.Lock] | None = None
-    _looked_up: bool = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._direct = _socket_of(self.send)
 
     async def stream_send(self, event: Event) -> None:
         if self._chunked and type(event) is Body:
@@ -89,22 +100,13 @@ class CoalescingH11Protocol(H11Protocol):
 
     async def _write(self, data: bytes) -> None:
         """Write ``data`` directly if the kernel takes it all at once, else (the rest) through hypercorn."""
-        direct = self._direct if self._looked_up else self._find_socket()
+        direct = self._direct
         if direct is not None and not direct[1].locked():
             written = write_now(direct[0], data)
             if written == len(data):
                 return
             data = data[written:]
         await self.send(RawData(data=data))
-
-    def _find_socket(self) -> tuple[trio.socket.SocketType, trio.Lock] | None:
-        """The connection's plain TCP socket and the server's send lock, or None (TLS, or another server)."""
-        server = getattr(self.send, "__self__", None)
-        stream = getattr(server, "stream", None)
-        lock = getattr(server, "send_lock", None)
-        found = (stream.socket, lock) if isinstance(stream, trio.SocketStream) and isinstance(lock, trio.Lock) else None
-        self._direct, self._looked_up = found, True
-        return found
 
     async def _send_h11_event(self, event: H11SendableEvent) -> None:
         try:
