@@ -47,13 +47,12 @@ class _Connection:
     yields to the other tasks and sees cancellation. TLS connections always go through their ``SSLStream``.
     """
 
-    __slots__ = ("stream", "socket", "idle_since", "_fd", "_streak", "_drained")
+    __slots__ = ("stream", "idle_since", "_fd", "_streak", "_drained")
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
-        self.socket = stream.socket if isinstance(stream, trio.SocketStream) else None
         self.idle_since = 0.0
-        self._fd = self.socket.fileno() if self.socket is not None else -1
+        self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1  # -1: TLS
         self._streak = 0
         self._drained = False
 
