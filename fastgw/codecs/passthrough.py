@@ -80,7 +80,7 @@ def peek(body: bytes) -> Peek:
 
 Top = dict[str, msgspec.Raw]
 """A body's top level: each member's JSON text, unparsed."""
-_PEEKED = tuple(Peek.__struct_fields__)
+_PEEKED = tuple(field.name for field in _PEEK_FIELDS)
 
 
 def peek_top(body: bytes) -> tuple[Peek, Top | None]:
