@@ -20,8 +20,6 @@ from bench.phases import Budget, Endpoint, latency
 from bench.procs import cpu_seconds
 from bench.scenarios import MODES, SCENARIO_BY_NAME, NotServed, prepare
 
-BASE_ROUNDS = 400
-"""Measured rounds at and below ``SMALL_BYTES`` with the default budget (the headline latency job's count)."""
 SMALL_BYTES = 20_000
 MIN_ROUNDS = 3
 SLOPE_FROM = TARGET_BYTES
