@@ -117,7 +117,8 @@ async def test_a_reader_too_slow_for_the_socket_buffer_still_gets_every_byte_in_
     gateway: Running, writes: list[tuple[int, bytes]]
 ) -> None:
     """When the kernel takes only part of a write (the client is not reading), the rest goes the ordinary way,
-    which waits for room: nothing is lost, reordered or duplicated."""
+    which waits for room: nothing is lost, reordered or duplicated, and the stream still ends with its terminal
+    event (F3)."""
     body = msgspec.json.encode({"model": "fake-stream-1000", "max_tokens": 9999, "stream": True, "messages": HELLO})
     host, port = gateway.url.removeprefix("http://").rsplit(":", 1)
     sock = trio.socket.socket()
